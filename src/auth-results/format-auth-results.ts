@@ -1,0 +1,78 @@
+// RFC 8601 Authentication-Results field for DKIM verdicts, with RFC 6008 header.b.
+// Input: verdicts whose values came from untrusted signatures: every value is emitted as a token
+// or a quoted-string, never raw, so a sender cannot inject results or fields.
+
+import type { SignatureVerdict } from '../dkim/verify.js';
+import { PHRASE_BY_REASON } from '../dkim/results.js';
+
+const LINE_LIMIT = 78;
+// RFC 2045 token: no SPACE, CTLs or tspecials.
+const TOKEN = /^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+$/;
+// RFC 8601 §2.2 pvalue: [ [ local-part ] "@" ] domain-name, with a dot-atom local part.
+const ADDRESS = /^(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*)?@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/;
+
+/** A value as a token, or as a quoted-string with `"` and `\` escaped and non-printable bytes replaced. */
+export function formatValue(value: string): string {
+  if (TOKEN.test(value)) return value;
+  const safe = value.replace(/[^\x20-\x7e]/g, '?').replace(/["\\]/g, (c) => `\\${c}`);
+  return `"${safe}"`;
+}
+
+function formatAddressValue(value: string): string {
+  return ADDRESS.test(value) ? value : formatValue(value);
+}
+
+/** A comment with its parentheses and backslashes escaped (RFC 5322 §3.2.2). */
+function formatComment(text: string): string {
+  return `(${text.replace(/[^\x20-\x7e]/g, '?').replace(/[()\\]/g, (c) => `\\${c}`)})`;
+}
+
+/** The resinfo words of one verdict: "dkim=pass", a comment, then the header.* properties. */
+function resinfoWords(v: SignatureVerdict): string[] {
+  const words = [`dkim=${v.result}`];
+  const notes: string[] = [];
+  if (v.reason) notes.push(PHRASE_BY_REASON[v.reason]);
+  else if (v.keyBits) notes.push(`${v.keyBits}-bit key`);
+  if (v.testing) notes.push('test mode');
+  if (notes.length > 0) words.push(formatComment(notes.join(', ')));
+  if (v.domain) words.push(`header.d=${formatValue(v.domain)}`);
+  if (v.identity) words.push(`header.i=${formatAddressValue(v.identity)}`);
+  if (v.selector) words.push(`header.s=${formatValue(v.selector)}`);
+  if (v.algorithm) words.push(`header.a=${formatValue(v.algorithm)}`);
+  if (v.headerB) words.push(`header.b=${formatValue(v.headerB)}`);
+  return words;
+}
+
+export interface FormattedAuthResults {
+  /** The field folded to lines of at most 78 characters, CRLF-terminated, ready to prepend. */
+  readonly field: string;
+  /** The same field on one line, without CRLF (for logs and JSON). */
+  readonly unfolded: string;
+}
+
+/** Formats our Authentication-Results field; no verdicts means `dkim=none`. */
+export function formatAuthResults(authservId: string, verdicts: readonly SignatureVerdict[]): FormattedAuthResults {
+  const resinfos = verdicts.length === 0 ? [['dkim=none']] : verdicts.map(resinfoWords);
+  const head = `Authentication-Results: ${formatValue(authservId)}`;
+  const unfolded = `${head}; ${resinfos.map((r) => r.join(' ')).join('; ')}`;
+  let field = `${head};`;
+  let lineLength = field.length;
+  resinfos.forEach((words, i) => {
+    const last = i === resinfos.length - 1;
+    field += '\r\n\t';
+    lineLength = 1;
+    words.forEach((word, j) => {
+      const piece = j === words.length - 1 && !last ? `${word};` : word;
+      if (j > 0 && lineLength + 1 + piece.length > LINE_LIMIT) {
+        field += '\r\n\t';
+        lineLength = 1;
+      } else if (j > 0) {
+        field += ' ';
+        lineLength++;
+      }
+      field += piece;
+      lineLength += piece.length;
+    });
+  });
+  return { field: `${field}\r\n`, unfolded };
+}

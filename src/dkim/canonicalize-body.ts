@@ -1,0 +1,287 @@
+// Body canonicalization (RFC 6376 §3.4.3, §3.4.4) as streaming transforms on Buffers.
+// Input: untrusted body bytes in chunks of any size; output goes to `emit`; linear time, bounded memory.
+//
+// Speed: unchanged lines are passed on as large slices of the input (never copied, never a string);
+// lines are found with Buffer.indexOf, trailing whitespace from each CR backwards. Only lines that
+// change (tabs, runs of spaces, trailing whitespace) and partial lines at chunk edges take the
+// byte-at-a-time path.
+
+const CR = 0x0d;
+const LF = 0x0a;
+const SP = 0x20;
+const HT = 0x09;
+const DOUBLE_SP = Buffer.from('  ');
+const CRLF_BLOCK = Buffer.from('\r\n'.repeat(4096));
+const CRLF = CRLF_BLOCK.subarray(0, 2);
+
+/** Receives canonical bytes. The Buffer is only valid during the call (scratch space is reused): copy to keep. */
+export type Emit = (bytes: Buffer) => void;
+
+export interface BodyCanonicalizer {
+  write(chunk: Buffer): void;
+  end(): void;
+}
+
+function emitCrlfs(emit: Emit, count: number): void {
+  while (count > 0) {
+    const n = Math.min(count, CRLF_BLOCK.length / 2);
+    emit(CRLF_BLOCK.subarray(0, n * 2));
+    count -= n;
+  }
+}
+
+/** relaxed: WSP runs -> one SP, no WSP at line ends, no empty lines at the end; a CRLF ends a non-empty last line. */
+export class RelaxedBodyCanonicalizer implements BodyCanonicalizer {
+  /** Empty lines seen and held back: they are emitted only if a non-empty line follows. */
+  private pendingCrlfs = 0;
+  /** The current line has emitted non-WSP content. */
+  private lineHasContent = false;
+  /** WSP seen in the current line and not yet emitted. */
+  private pendingSpace = false;
+  /** The previous byte was a CR (possibly the last byte of the previous chunk). */
+  private pendingCr = false;
+  private scratch = Buffer.allocUnsafe(8192);
+
+  constructor(private readonly emit: Emit) {}
+
+  write(chunk: Buffer): void {
+    const len = chunk.length;
+    let pos = 0;
+    if (this.pendingCr || this.lineHasContent || this.pendingSpace) {
+      // Finish the line begun in an earlier chunk.
+      const crlf = chunk.indexOf(CRLF);
+      const stop = this.pendingCr && chunk[0] === LF ? 1 : crlf === -1 ? len : crlf + 2;
+      this.slow(chunk, 0, stop);
+      pos = stop;
+    }
+    pos = this.fast(chunk, pos);
+    if (pos < len) this.slow(chunk, pos, len);
+  }
+
+  end(): void {
+    if (this.pendingCr) {
+      this.pendingCr = false;
+      this.content(CR);
+    }
+    if (this.lineHasContent) this.emit(CRLF);
+    this.lineHasContent = false;
+    this.pendingSpace = false;
+    this.pendingCrlfs = 0;
+  }
+
+  /** Whole lines from `pos` while the state is at a line start; returns where the partial tail begins. */
+  private fast(chunk: Buffer, pos: number): number {
+    const emit = this.emit;
+    const len = chunk.length;
+    let runStart = pos;
+    let runEnd = pos;
+    let external = this.pendingCrlfs; // held CRLFs that are not bytes of this run
+    let literal = 0; // held CRLFs that are the bytes right after runEnd
+    let nextTab = -2;
+    let nextDouble = -2;
+    while (pos < len) {
+      let cr = chunk.indexOf(CR, pos);
+      if (cr === -1 || cr + 1 >= len) break;
+      let bareCr = false;
+      if (chunk[cr + 1] !== LF) {
+        // A bare CR is content; find the real line end and take the slow path for this line.
+        cr = chunk.indexOf(CRLF, cr);
+        if (cr === -1) break;
+        bareCr = true;
+      }
+      const next = cr + 2;
+      if (cr === pos) {
+        literal++;
+        pos = next;
+        continue;
+      }
+      let e = cr;
+      while (e > pos && (chunk[e - 1] === SP || chunk[e - 1] === HT)) e--;
+      if (e === pos) {
+        // A line of only whitespace is an empty line, but its bytes differ: end the run here.
+        if (runEnd > runStart) emit(chunk.subarray(runStart, runEnd));
+        external += literal + 1;
+        literal = 0;
+        runStart = runEnd = pos = next;
+        continue;
+      }
+      if (nextTab !== -1 && nextTab < pos) nextTab = chunk.indexOf(HT, pos);
+      if (nextDouble !== -1 && nextDouble < pos) nextDouble = chunk.indexOf(DOUBLE_SP, pos);
+      const changed = bareCr || e < cr || (nextTab !== -1 && nextTab < e) || (nextDouble !== -1 && nextDouble < e);
+      if (changed) {
+        if (runEnd > runStart) emit(chunk.subarray(runStart, runEnd));
+        emitCrlfs(emit, external + literal);
+        external = literal = 0;
+        this.pendingCrlfs = 0;
+        this.slow(chunk, pos, next);
+        runStart = runEnd = pos = next;
+        continue;
+      }
+      if (external > 0) {
+        if (runEnd > runStart) emit(chunk.subarray(runStart, runEnd));
+        emitCrlfs(emit, external);
+        external = 0;
+        runStart = runEnd;
+      }
+      literal = 0;
+      runEnd = pos = next;
+    }
+    if (runEnd > runStart) emit(chunk.subarray(runStart, runEnd));
+    this.pendingCrlfs = external + literal;
+    return pos;
+  }
+
+  /** Byte-at-a-time canonicalization of [from, to), exact for any input and state. */
+  private slow(chunk: Buffer, from: number, to: number): void {
+    if (this.scratch.length < to - from + 2) this.scratch = Buffer.allocUnsafe(to - from + 2);
+    this.out = this.scratch;
+    this.o = 0;
+    for (let i = from; i < to; i++) {
+      const b = chunk[i]!;
+      if (this.pendingCr) {
+        this.pendingCr = false;
+        if (b === LF) {
+          if (this.lineHasContent) {
+            this.out[this.o++] = CR;
+            this.out[this.o++] = LF;
+          } else {
+            this.pendingCrlfs++;
+          }
+          this.lineHasContent = false;
+          this.pendingSpace = false;
+          continue;
+        }
+        this.content(CR);
+      }
+      if (b === CR) this.pendingCr = true;
+      else if (b === SP || b === HT) this.pendingSpace = true;
+      else this.content(b);
+    }
+    this.flushOut();
+    this.out = null;
+    // Do not keep a huge scratch buffer alive after one long line.
+    if (this.scratch.length > 1 << 20) this.scratch = Buffer.allocUnsafe(8192);
+  }
+
+  private out: Buffer | null = null;
+  private o = 0;
+
+  private flushOut(): void {
+    if (this.out && this.o > 0) this.emit(this.out.subarray(0, this.o));
+    this.o = 0;
+  }
+
+  private content(b: number): void {
+    if (!this.lineHasContent) {
+      if (this.pendingCrlfs > 0) {
+        this.flushOut();
+        emitCrlfs(this.emit, this.pendingCrlfs);
+        this.pendingCrlfs = 0;
+      }
+      this.lineHasContent = true;
+    }
+    if (this.out === null) {
+      // Called from end(): emit directly.
+      if (this.pendingSpace) this.emit(Buffer.from([SP]));
+      this.pendingSpace = false;
+      this.emit(Buffer.from([b]));
+      return;
+    }
+    if (this.pendingSpace) {
+      this.out[this.o++] = SP;
+      this.pendingSpace = false;
+    }
+    this.out[this.o++] = b;
+  }
+}
+
+/** simple: the body unchanged except that empty lines at the end are dropped and a CRLF ends it (an empty body is one CRLF). */
+export class SimpleBodyCanonicalizer implements BodyCanonicalizer {
+  private pendingCrlfs = 0;
+  private lineHasContent = false;
+  private pendingCr = false;
+  private emittedAny = false;
+
+  constructor(private readonly emit: Emit) {}
+
+  private out(bytes: Buffer): void {
+    if (bytes.length === 0) return;
+    this.emittedAny = true;
+    this.emit(bytes);
+  }
+
+  private flushPending(): void {
+    if (this.pendingCrlfs > 0) {
+      this.emittedAny = true;
+      emitCrlfs(this.emit, this.pendingCrlfs);
+      this.pendingCrlfs = 0;
+    }
+  }
+
+  write(chunk: Buffer): void {
+    let s = 0;
+    const len = chunk.length;
+    if (len === 0) return;
+    if (this.pendingCr) {
+      this.pendingCr = false;
+      if (chunk[0] === LF) {
+        // The CRLF split across chunks ends a line.
+        if (this.lineHasContent) {
+          this.out(CRLF);
+          this.lineHasContent = false;
+        } else {
+          this.pendingCrlfs++;
+        }
+        s = 1;
+      } else {
+        this.flushPending();
+        this.out(Buffer.from([CR]));
+        this.lineHasContent = true;
+      }
+    }
+    if (s >= len) return;
+    let end = len;
+    if (chunk[len - 1] === CR) {
+      end--;
+      this.pendingCr = true;
+    }
+    let m = 0;
+    while (end - 2 * m - 2 >= s && chunk[end - 2 * m - 2] === CR && chunk[end - 2 * m - 1] === LF) m++;
+    const contentEnd = end - 2 * m;
+    if (contentEnd > s) {
+      this.flushPending();
+      if (m > 0) {
+        this.out(chunk.subarray(s, contentEnd + 2));
+        this.pendingCrlfs = m - 1;
+        this.lineHasContent = false;
+      } else {
+        this.out(chunk.subarray(s, contentEnd));
+        this.lineHasContent = true;
+      }
+    } else if (m > 0) {
+      if (this.lineHasContent) {
+        this.out(CRLF);
+        this.lineHasContent = false;
+        this.pendingCrlfs += m - 1;
+      } else {
+        this.pendingCrlfs += m;
+      }
+    }
+  }
+
+  end(): void {
+    if (this.pendingCr) {
+      this.pendingCr = false;
+      this.flushPending();
+      this.out(Buffer.from([CR]));
+      this.lineHasContent = true;
+    }
+    if (this.lineHasContent || !this.emittedAny) this.emit(CRLF);
+    this.lineHasContent = false;
+    this.pendingCrlfs = 0;
+  }
+}
+
+export function createBodyCanonicalizer(canon: 'simple' | 'relaxed', emit: Emit): BodyCanonicalizer {
+  return canon === 'relaxed' ? new RelaxedBodyCanonicalizer(emit) : new SimpleBodyCanonicalizer(emit);
+}

@@ -1,0 +1,83 @@
+// Which header field instances a signature covers: h= selection bottom-up (RFC 6376 §5.4.2) and
+// the signer's headerlist with Momentum's modifiers (Name, Name?, Name+, Name*; repeats oversign).
+// Input: framed fields and validated name lists; pure.
+
+import type { HeaderField } from '../mail/header-fields.js';
+
+/** Groups field indexes by lower-cased name, top to bottom. */
+function indexByName(fields: readonly HeaderField[]): Map<string, number[]> {
+  const byName = new Map<string, number[]>();
+  for (let i = 0; i < fields.length; i++) {
+    const name = fields[i]!.lowerName;
+    if (name === '') continue;
+    const list = byName.get(name);
+    if (list) list.push(i);
+    else byName.set(name, [i]);
+  }
+  return byName;
+}
+
+/**
+ * For each h= name (lower-case), the field it covers: the n-th occurrence of a name in h= takes the
+ * n-th instance from the bottom; null when none is left (the name then contributes nothing, RFC 6376 §5.4.2).
+ */
+export function selectSignedFields(fields: readonly HeaderField[], signedHeaders: readonly string[]): (HeaderField | null)[] {
+  const byName = indexByName(fields);
+  const used = new Map<string, number>();
+  return signedHeaders.map((name) => {
+    const list = byName.get(name);
+    const n = used.get(name) ?? 0;
+    used.set(name, n + 1);
+    if (!list || n >= list.length) return null;
+    return fields[list[list.length - 1 - n]!]!;
+  });
+}
+
+export type HeaderListMode = 'one' | 'one-optional' | 'all' | 'all-assert';
+export interface HeaderListEntry {
+  /** As written, used in h=. */
+  readonly name: string;
+  readonly lowerName: string;
+  readonly mode: HeaderListMode;
+}
+
+export type HeaderListParse = { kind: 'ok'; entries: HeaderListEntry[] } | { kind: 'error'; message: string };
+
+const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
+
+/**
+ * Parses a Momentum headerlist: `Name` signs one copy and, if none is left, asserts absence;
+ * `Name?` signs one copy, never asserts; `Name+` signs all copies, never asserts; `Name*` signs all
+ * copies and asserts absence when there is none. Listing a name twice oversigns it.
+ */
+export function parseHeaderList(list: string): HeaderListParse {
+  const entries: HeaderListEntry[] = [];
+  for (const raw of list.split(':')) {
+    const item = raw.trim();
+    if (item === '') continue;
+    const last = item[item.length - 1];
+    const mode: HeaderListMode = last === '?' ? 'one-optional' : last === '+' ? 'all' : last === '*' ? 'all-assert' : 'one';
+    const name = mode === 'one' ? item : item.slice(0, -1);
+    if (!FIELD_NAME.test(name) || /[?*+]/.test(name)) return { kind: 'error', message: `bad header name "${item}" in headerlist` };
+    entries.push({ name, lowerName: name.toLowerCase(), mode });
+  }
+  if (entries.length === 0) return { kind: 'error', message: 'headerlist is empty' };
+  if (!entries.some((e) => e.lowerName === 'from')) return { kind: 'error', message: 'headerlist must include From (RFC 6376 §5.4)' };
+  return { kind: 'ok', entries };
+}
+
+/** The h= names for a message, in the headerlist's order (each name once per instance it covers or asserts absent). */
+export function chooseSignedHeaders(fields: readonly HeaderField[], entries: readonly HeaderListEntry[]): string[] {
+  const byName = indexByName(fields);
+  const used = new Map<string, number>();
+  const names: string[] = [];
+  for (const entry of entries) {
+    const available = (byName.get(entry.lowerName)?.length ?? 0) - (used.get(entry.lowerName) ?? 0);
+    const take = entry.mode === 'one' || entry.mode === 'one-optional' ? Math.min(1, available) : available;
+    for (let i = 0; i < take; i++) names.push(entry.name);
+    used.set(entry.lowerName, (used.get(entry.lowerName) ?? 0) + take);
+    // Asserting absence: a name listed once more than there are instances makes adding one break the signature.
+    if (take === 0 && (entry.mode === 'one' || entry.mode === 'all-assert')) names.push(entry.name);
+  }
+  return names;
+}

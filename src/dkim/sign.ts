@@ -1,0 +1,211 @@
+// DKIM signing (RFC 6376 §5, RFC 8463): a message and signer configurations -> DKIM-Signature fields.
+// Input: message bytes (CRLF) already accepted for signing; private keys as parsed KeyObjects. No I/O.
+
+import { createHash, sign as cryptoSign, type KeyObject } from 'node:crypto';
+import { frameMessage, type FramedMessage } from '../mail/header-fields.js';
+import { BodyHasher, type BodyHashSpec } from './body-hasher.js';
+import { canonicalizeHeader } from './canonicalize-header.js';
+import { chooseSignedHeaders, parseHeaderList, selectSignedFields, type HeaderListEntry } from './header-selection.js';
+import type { Canonicalization, SigningAlgorithm } from './signature.js';
+import { canonicalizeSignatureField } from './signature-field.js';
+
+export interface SignerConfig {
+  signingDomain: string;
+  selector: string;
+  privateKey: KeyObject;
+  algorithm: SigningAlgorithm;
+  headerCanon: Canonicalization;
+  bodyCanon: Canonicalization;
+  /** Momentum headerlist, e.g. "From:From:Subject:Date:To:Cc?". */
+  headerList: string;
+  /** i=; null or absent for none. */
+  agentId?: string | null;
+  /** Hours until x=; 0 or absent for no x=. */
+  lifetimeHours?: number;
+  /** Add l= (the canonical body length). */
+  bodyLengthLimit?: boolean;
+  /** Add z= with the signed header fields. */
+  copyHeaders?: boolean;
+}
+
+export interface Signer {
+  readonly config: Readonly<SignerConfig>;
+  readonly headerListEntries: readonly HeaderListEntry[];
+  readonly hashAlgorithm: 'sha256' | 'sha1';
+}
+
+export type SignOutcome = { kind: 'signed'; fields: string[] } | { kind: 'error'; reason: string };
+
+const DOMAIN = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const SELECTOR = /^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/;
+const LINE_LIMIT = 78;
+
+/** Validates a signer configuration once (start-up or reload); throws Error naming the problem. */
+export function createSigner(config: SignerConfig): Signer {
+  const { signingDomain, selector, privateKey, algorithm } = config;
+  if (!DOMAIN.test(signingDomain)) throw new Error(`signing domain "${signingDomain}" is not a valid domain name`);
+  if (!SELECTOR.test(selector)) throw new Error(`selector "${selector}" is not valid (letters, digits, hyphens, dots)`);
+  const keyType = privateKey.asymmetricKeyType;
+  if (privateKey.type !== 'private') throw new Error('the signing key must be a private key');
+  if (algorithm === 'ed25519-sha256' ? keyType !== 'ed25519' : keyType !== 'rsa') {
+    throw new Error(`a ${keyType} key cannot sign ${algorithm}`);
+  }
+  const list = parseHeaderList(config.headerList);
+  if (list.kind === 'error') throw new Error(list.message);
+  if (config.agentId) {
+    const at = config.agentId.lastIndexOf('@');
+    const dom = config.agentId.slice(at + 1).toLowerCase();
+    const d = signingDomain.toLowerCase();
+    if (at === -1 || (dom !== d && !dom.endsWith(`.${d}`))) {
+      throw new Error(`identity "${config.agentId}" must be an address in ${signingDomain} or a subdomain (RFC 6376 §3.5 i=)`);
+    }
+    if (/[\s;]/.test(config.agentId)) throw new Error(`identity "${config.agentId}" contains whitespace or ";"`);
+  }
+  const lifetime = config.lifetimeHours ?? 0;
+  if (!(lifetime >= 0) || !Number.isFinite(lifetime)) throw new Error(`lifetime must be a number of hours >= 0`);
+  return {
+    config: { ...config, signingDomain: signingDomain.toLowerCase() },
+    headerListEntries: list.entries,
+    hashAlgorithm: algorithm === 'rsa-sha1' ? 'sha1' : 'sha256',
+  };
+}
+
+/** DKIM-Quoted-Printable (RFC 6376 §2.11) for z=, with "|" encoded too (§3.5). */
+function dkimQuotedPrintable(bytes: Buffer): string {
+  let out = '';
+  for (const b of bytes) {
+    const safe = (b >= 0x21 && b <= 0x3a) || b === 0x3c || (b >= 0x3e && b <= 0x7e && b !== 0x7c);
+    out += safe ? String.fromCharCode(b) : `=${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** Folds tag=value pieces into lines of at most 78 characters where the grammar allows FWS. */
+class FieldFolder {
+  private text = 'DKIM-Signature:';
+  private lineLength = this.text.length;
+
+  /** Adds a whole piece, on a new line if it does not fit. */
+  add(piece: string): void {
+    if (this.lineLength + 1 + piece.length > LINE_LIMIT) this.newLine();
+    else this.append(' ');
+    this.append(piece);
+  }
+
+  /** Adds a piece that may break after any of its `breakAfter` characters (":" in h=, "|" in z=). */
+  addBreakable(prefix: string, items: string[], sep: string, suffix: string): void {
+    this.add(prefix + (items[0] ?? '') + (items.length === 1 ? suffix : sep));
+    for (let i = 1; i < items.length; i++) {
+      const piece = items[i]! + (i === items.length - 1 ? suffix : sep);
+      if (this.lineLength + piece.length > LINE_LIMIT) this.newLine();
+      this.append(piece);
+    }
+  }
+
+  /** Adds base64 that may break anywhere (FWS is allowed inside b= and bh=). */
+  addBase64(prefix: string, value: string, suffix: string): void {
+    const whole = prefix.length + value.length + suffix.length;
+    if (this.lineLength + 1 + whole > LINE_LIMIT && 1 + whole <= LINE_LIMIT) this.newLine();
+    else if (prefix !== '') this.append(' ');
+    this.append(prefix);
+    let rest = value + suffix;
+    while (rest.length > 0) {
+      let room = LINE_LIMIT - this.lineLength;
+      if (room <= 8) {
+        this.newLine();
+        room = LINE_LIMIT - this.lineLength;
+      }
+      this.append(rest.slice(0, room));
+      rest = rest.slice(room);
+    }
+  }
+
+  newLine(): void {
+    this.text += '\r\n\t';
+    this.lineLength = 1;
+  }
+
+  private append(s: string): void {
+    this.text += s;
+    this.lineLength += s.length;
+  }
+
+  toString(): string {
+    return this.text;
+  }
+}
+
+function buildField(
+  signer: Signer,
+  framed: FramedMessage,
+  signedHeaders: string[],
+  bodyHash: Buffer,
+  bodyLength: number,
+  nowSec: number,
+): { prefix: string; folder: FieldFolder } {
+  const c = signer.config;
+  const f = new FieldFolder();
+  f.add('v=1;');
+  f.add(`a=${c.algorithm};`);
+  f.add(`c=${c.headerCanon}/${c.bodyCanon};`);
+  f.add(`d=${c.signingDomain};`);
+  f.add(`s=${c.selector};`);
+  if (c.agentId) f.add(`i=${c.agentId};`);
+  f.add(`t=${nowSec};`);
+  if (c.lifetimeHours && c.lifetimeHours > 0) f.add(`x=${nowSec + Math.round(c.lifetimeHours * 3600)};`);
+  if (c.bodyLengthLimit) f.add(`l=${bodyLength};`);
+  f.addBreakable('h=', signedHeaders, ':', ';');
+  if (c.copyHeaders) {
+    const copies: string[] = [];
+    for (const field of selectSignedFields(framed.fields, signedHeaders.map((n) => n.toLowerCase()))) {
+      if (!field) continue;
+      let vStart = field.colon + 1;
+      let vEnd = field.end;
+      if (framed.buf[vEnd - 1] === 0x0a && framed.buf[vEnd - 2] === 0x0d) vEnd -= 2;
+      while (vStart < vEnd && (framed.buf[vStart] === 0x20 || framed.buf[vStart] === 0x09)) vStart++;
+      const unfolded = Buffer.from(framed.buf.toString('latin1', vStart, vEnd).replace(/\r\n/g, ''), 'latin1');
+      copies.push(`${field.name}:${dkimQuotedPrintable(unfolded)}`);
+    }
+    if (copies.length > 0) f.addBreakable('z=', copies, '|', ';');
+  }
+  f.addBase64('bh=', bodyHash.toString('base64'), ';');
+  f.add('b=');
+  return { prefix: f.toString(), folder: f };
+}
+
+/** Signs a whole message held in memory; one field per signer, to be prepended in the returned order. */
+export async function signMessage(message: Buffer, signers: readonly Signer[], nowSec: number): Promise<SignOutcome> {
+  const framed = frameMessage(message);
+  if (!framed.fields.some((f) => f.lowerName === 'from')) return { kind: 'error', reason: 'message has no From field' };
+  const specs: BodyHashSpec[] = signers.map((s) => ({ canon: s.config.bodyCanon, hash: s.hashAlgorithm, limit: null }));
+  const bodies = new BodyHasher(specs);
+  bodies.update(message.subarray(framed.bodyStart));
+  bodies.finish();
+  const fields: string[] = [];
+  for (let i = 0; i < signers.length; i++) {
+    const signer = signers[i]!;
+    const c = signer.config;
+    const body = bodies.result(specs[i]!);
+    const signedHeaders = chooseSignedHeaders(framed.fields, signer.headerListEntries);
+    const { prefix, folder } = buildField(signer, framed, signedHeaders, body.digest, body.canonicalLength, nowSec);
+    const parts: Buffer[] = [];
+    for (const field of selectSignedFields(framed.fields, signedHeaders.map((n) => n.toLowerCase()))) {
+      if (field) parts.push(canonicalizeHeader(c.headerCanon, framed.buf, field.start, field.end));
+    }
+    const prefixBytes = Buffer.from(`${prefix}\r\n`, 'latin1');
+    parts.push(canonicalizeSignatureField(c.headerCanon, prefixBytes, prefixBytes.indexOf(0x3a)));
+    const data = Buffer.concat(parts);
+    let signature: Buffer;
+    try {
+      signature =
+        c.algorithm === 'ed25519-sha256'
+          ? cryptoSign(null, createHash('sha256').update(data).digest(), c.privateKey)
+          : cryptoSign(signer.hashAlgorithm, data, c.privateKey);
+    } catch (err) {
+      return { kind: 'error', reason: `signing with ${c.selector}._domainkey.${c.signingDomain} failed: ${(err as Error).message}` };
+    }
+    folder.addBase64('', signature.toString('base64'), '');
+    fields.push(`${folder.toString()}\r\n`);
+  }
+  return { kind: 'signed', fields };
+}

@@ -1,0 +1,201 @@
+// DKIM-Signature fields (RFC 6376 §3.5, RFC 8463): field value -> parsed signature or reason.
+// Input: untrusted header text (latin1, bytes 1:1); every value is checked and bounded; never throws.
+
+import { parseTagList, preview, removeFws } from './tag-list.js';
+import type { VerifyReason } from './results.js';
+
+export type SigningAlgorithm = 'rsa-sha256' | 'rsa-sha1' | 'ed25519-sha256';
+export type Canonicalization = 'simple' | 'relaxed';
+
+export interface ParsedSignature {
+  readonly algorithm: SigningAlgorithm;
+  readonly keyType: 'rsa' | 'ed25519';
+  readonly hashAlgorithm: 'sha256' | 'sha1';
+  readonly signature: Buffer;
+  readonly bodyHash: Buffer;
+  readonly headerCanon: Canonicalization;
+  readonly bodyCanon: Canonicalization;
+  /** d=, lower-cased. */
+  readonly signingDomain: string;
+  readonly selector: string;
+  /** h=, lower-cased names in order. */
+  readonly signedHeaders: readonly string[];
+  /** i=, as written; defaults to "@" + d. */
+  readonly agentId: string;
+  /** The domain part of i=, lower-cased. */
+  readonly agentDomain: string;
+  readonly bodyLength: number | null;
+  readonly timestamp: number | null;
+  readonly expiration: number | null;
+  /** The first 8 characters of b= (RFC 6008 header.b). */
+  readonly headerB: string;
+}
+
+/** What could be read from a signature, even a broken one, for reporting. */
+export interface SignatureLabels {
+  domain: string | null;
+  selector: string | null;
+  identity: string | null;
+  algorithm: string | null;
+  canonicalization: string | null;
+  headerB: string | null;
+}
+
+export type SignatureParse =
+  | { kind: 'ok'; signature: ParsedSignature; labels: SignatureLabels }
+  | { kind: 'error'; reason: VerifyReason; detail: string; labels: SignatureLabels };
+
+/** DKIM-Signature fields larger than this are refused unparsed (reliability invariant 6). */
+export const MAX_SIGNATURE_FIELD_BYTES = 65536;
+/** h= entries beyond this are refused: each costs a header canonicalization. */
+export const MAX_SIGNED_HEADERS = 1000;
+
+const REQUIRED = ['v', 'a', 'b', 'bh', 'd', 'h', 's'] as const;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+// RFC 6376 §3.5 / RFC 5321 sub-domain: letters, digits, hyphens; labels joined by dots.
+const DOMAIN = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const SELECTOR = /^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/;
+const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
+const DIGITS = /^[0-9]+$/;
+const ALGORITHMS: Record<string, { keyType: 'rsa' | 'ed25519'; hash: 'sha256' | 'sha1' }> = {
+  'rsa-sha256': { keyType: 'rsa', hash: 'sha256' },
+  'rsa-sha1': { keyType: 'rsa', hash: 'sha1' },
+  'ed25519-sha256': { keyType: 'ed25519', hash: 'sha256' },
+};
+
+function isDomain(s: string): boolean {
+  return DOMAIN.test(s);
+}
+
+function decodeBase64(value: string): Buffer | null {
+  const s = removeFws(value);
+  if (!BASE64.test(s) || s.length % 4 === 1 || s.length === 0) return null;
+  return Buffer.from(s, 'base64');
+}
+
+/** A decimal tag value (RFC 6376: at most 76 digits; we accept at most 15 so it stays an exact number). */
+function parseDecimal(s: string): number | null {
+  return DIGITS.test(s) && s.length <= 15 ? Number(s) : null;
+}
+
+/** Parses the value of one DKIM-Signature field (everything after the colon). */
+export function parseSignature(value: string): SignatureParse {
+  const labels: SignatureLabels = { domain: null, selector: null, identity: null, algorithm: null, canonicalization: null, headerB: null };
+  const error = (reason: VerifyReason, detail: string): SignatureParse => ({ kind: 'error', reason, detail, labels });
+  if (value.length > MAX_SIGNATURE_FIELD_BYTES) return error('header_too_large', `signature field of ${value.length} bytes`);
+  const parsed = parseTagList(value);
+  if (parsed.kind === 'error') return error(parsed.reason, parsed.detail);
+  const tags = parsed.tags;
+
+  // Fill the labels first so even a broken signature is reported with what it claims.
+  const d = tags.get('d');
+  if (d !== undefined && isDomain(d)) labels.domain = d.toLowerCase();
+  const s = tags.get('s');
+  if (s !== undefined && SELECTOR.test(s)) labels.selector = s;
+  const a = tags.get('a')?.toLowerCase();
+  if (a !== undefined && a in ALGORITHMS) labels.algorithm = a;
+  const b = tags.get('b');
+  if (b !== undefined) {
+    const compact = removeFws(b);
+    if (BASE64.test(compact)) labels.headerB = compact.slice(0, 8);
+  }
+
+  for (const tag of REQUIRED) {
+    if (!tags.has(tag)) return error('missing_tag', `signature has no ${tag}= tag`);
+  }
+  if (tags.get('v') !== '1') return error('bad_version', `unsupported signature version v=${preview(tags.get('v')!)}`);
+  if (a === undefined || !(a in ALGORITHMS)) return error('unknown_algorithm', `unknown algorithm a=${preview(tags.get('a')!)}`);
+  const algorithm = a as SigningAlgorithm;
+  const alg = ALGORITHMS[algorithm]!;
+
+  const c = (tags.get('c') ?? 'simple/simple').toLowerCase();
+  const [hc, bc = 'simple', extra] = c.split('/');
+  if (extra !== undefined || (hc !== 'simple' && hc !== 'relaxed') || (bc !== 'simple' && bc !== 'relaxed')) {
+    return error('unknown_canonicalization', `unknown canonicalization c=${preview(c)}`);
+  }
+  labels.canonicalization = `${hc}/${bc}`;
+
+  if (labels.domain === null) return error('bad_tag_value', `bad domain d=${preview(d!)}`);
+  if (labels.selector === null) return error('bad_tag_value', `bad selector s=${preview(s!)}`);
+  const signingDomain = labels.domain;
+
+  const q = tags.get('q');
+  if (q !== undefined && !removeFws(q).toLowerCase().split(':').includes('dns/txt')) {
+    return error('bad_tag_value', `unsupported query method q=${preview(q)}`);
+  }
+
+  const h = removeFws(tags.get('h')!);
+  const signedHeaders = h === '' ? [] : h.split(':');
+  if (signedHeaders.length === 0) return error('bad_tag_value', 'empty h= tag');
+  if (signedHeaders.length > MAX_SIGNED_HEADERS) return error('header_too_large', `h= lists ${signedHeaders.length} fields`);
+  for (const name of signedHeaders) {
+    if (!FIELD_NAME.test(name)) return error('bad_tag_value', `bad field name in h=: ${preview(name)}`);
+  }
+
+  let agentId = `@${signingDomain}`;
+  let agentDomain = signingDomain;
+  const i = tags.get('i');
+  if (i !== undefined) {
+    const at = i.lastIndexOf('@');
+    const dom = at === -1 ? '' : i.slice(at + 1);
+    if (at === -1 || !isDomain(dom)) return error('bad_tag_value', `bad identity i=${preview(i)}`);
+    agentId = i;
+    agentDomain = dom.toLowerCase();
+    labels.identity = i;
+    // RFC 6376 §3.5: the domain of i= must be the same as or a subdomain of d=.
+    if (agentDomain !== signingDomain && !agentDomain.endsWith(`.${signingDomain}`)) {
+      return error('identity_outside_domain', `i=${preview(i)} is not within d=${signingDomain}`);
+    }
+  } else {
+    labels.identity = agentId;
+  }
+
+  let bodyLength: number | null = null;
+  const l = tags.get('l');
+  if (l !== undefined) {
+    bodyLength = parseDecimal(l);
+    if (bodyLength === null) return error('bad_tag_value', `bad body length l=${preview(l)}`);
+  }
+  let timestamp: number | null = null;
+  const t = tags.get('t');
+  if (t !== undefined) {
+    timestamp = parseDecimal(t);
+    if (timestamp === null) return error('bad_tag_value', `bad timestamp t=${preview(t)}`);
+  }
+  let expiration: number | null = null;
+  const x = tags.get('x');
+  if (x !== undefined) {
+    expiration = parseDecimal(x);
+    if (expiration === null) return error('bad_tag_value', `bad expiration x=${preview(x)}`);
+    // RFC 6376 §3.5: x= MUST be greater than t=.
+    if (timestamp !== null && expiration <= timestamp) return error('bad_tag_value', 'x= is not after t=');
+  }
+
+  const signature = decodeBase64(b!);
+  if (signature === null) return error('bad_base64', 'b= is not valid base64');
+  const bodyHash = decodeBase64(tags.get('bh')!);
+  if (bodyHash === null) return error('bad_base64', 'bh= is not valid base64');
+
+  return {
+    kind: 'ok',
+    labels,
+    signature: {
+      algorithm,
+      keyType: alg.keyType,
+      hashAlgorithm: alg.hash,
+      signature,
+      bodyHash,
+      headerCanon: hc,
+      bodyCanon: bc,
+      signingDomain,
+      selector: labels.selector,
+      signedHeaders: signedHeaders.map((n) => n.toLowerCase()),
+      agentId,
+      agentDomain,
+      bodyLength,
+      timestamp,
+      expiration,
+      headerB: labels.headerB ?? '',
+    },
+  };
+}
