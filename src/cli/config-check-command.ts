@@ -1,0 +1,170 @@
+// `dkimgate config check`: validates a config file and every file it references (keys, TLS, users, zones).
+// Touches: reads the config and the files it names; writes findings to stdout/stderr. Never prints key material.
+
+import { constants } from 'node:fs';
+import { access, readFile, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Config, ConfigProblem, SigningSelector } from '../config/config.js';
+import { describeReadError, formatConfigProblem } from '../config/load-config.js';
+import { parseConfigText } from '../config/parse-config-text.js';
+import { resolveSigningSelectors } from '../config/resolve-signing-selectors.js';
+import { parseZoneFile } from '../dns/zone-file.js';
+import { KeyLoadError, loadPrivateKey, type LoadedKey } from '../keys/load-private-key.js';
+import { EXIT_OK, EXIT_USAGE, UsageError, type CommandRunner } from './cli-error.js';
+import { DEFAULT_CONFIG_PATH } from './config-option.js';
+
+export const CONFIG_CHECK_USAGE = `Usage: dkimgate config check [--config FILE]
+
+Validates the configuration file (default ${DEFAULT_CONFIG_PATH}; built-in defaults when
+that file does not exist) and the files it references: signing keys, TLS files, the users
+file and DNS zone files. Prints "ok: FILE", or one line per problem as FILE:LINE: key: message
+on stderr and exits with status 2.
+
+Options:
+  --config FILE   the file to check
+  -h, --help      show this help
+`;
+
+/** Runs `dkimgate config check …`; `argv` holds the arguments after "config check". */
+export const runConfigCheck: CommandRunner = async (argv, io) => {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    io.stdout.write(CONFIG_CHECK_USAGE);
+    return EXIT_OK;
+  }
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    }));
+  } catch (error) {
+    const first = (error instanceof Error ? error.message : String(error)).split('\n')[0] ?? '';
+    throw new UsageError(`${first.charAt(0).toLowerCase()}${first.slice(1)}; see dkimgate config check --help`);
+  }
+  const file = values.config ?? DEFAULT_CONFIG_PATH;
+
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if (values.config === undefined && (error as NodeJS.ErrnoException).code === 'ENOENT') {
+      const parsed = parseConfigText('', '(built-in defaults)');
+      if (parsed.kind === 'error') return report(io, parsed.problems, []); // a bug in the defaults
+      io.stdout.write(`ok: built-in defaults (${file} does not exist; pass --config FILE to check another file)\n`);
+      return EXIT_OK;
+    }
+    return report(io, [{ file, line: 0, keyPath: '', message: describeReadError(error) }], []);
+  }
+
+  const parsed = parseConfigText(text, file);
+  if (parsed.kind === 'error') return report(io, parsed.problems, []);
+  const findings = await checkReferencedFiles(parsed.config, file, parsed.lineOf);
+  const warnings = [...parsed.warnings, ...findings.warnings];
+  if (findings.problems.length > 0) return report(io, findings.problems, warnings);
+  for (const warning of warnings) io.stderr.write(formatWarning(warning) + '\n');
+  io.stdout.write(`ok: ${file}\n`);
+  return EXIT_OK;
+};
+
+/** Checks the files a parsed config names. Relative paths are taken from the working directory, as the daemon does. */
+export async function checkReferencedFiles(
+  config: Config,
+  file: string,
+  lineOf: (keyPath: string) => number,
+): Promise<{ problems: ConfigProblem[]; warnings: ConfigProblem[] }> {
+  const problems: ConfigProblem[] = [];
+  const warnings: ConfigProblem[] = [];
+  const at = (keyPath: string, message: string): ConfigProblem => ({ file, line: lineOf(keyPath), keyPath, message });
+
+  const loads = new Map<string, Promise<LoadedKey>>();
+  for (const entry of resolveSigningSelectors(config)) {
+    const what = `key for ${entry.fromDomain} selector ${entry.selector}`;
+    let load = loads.get(entry.keyPath);
+    const firstUse = load === undefined;
+    if (load === undefined) {
+      load = loadPrivateKey(entry.keyPath);
+      load.catch(() => undefined);
+      loads.set(entry.keyPath, load);
+    }
+    try {
+      const key = await load;
+      if (firstUse) for (const warning of key.warnings) warnings.push(at(entry.origin, `${what}: ${warning}`));
+      const wanted = entry.algorithm === 'ed25519-sha256' ? 'ed25519' : 'rsa';
+      if (key.keyType !== wanted) {
+        problems.push(
+          at(
+            entry.origin,
+            `${what}: ${entry.keyPath} is an ${key.keyType === 'rsa' ? 'RSA' : 'Ed25519'} key but digest is ${entry.algorithm}; set digest: ${key.keyType === 'rsa' ? 'rsa-sha256' : 'ed25519-sha256'} for this selector or point it at ${wanted === 'rsa' ? 'an RSA' : 'an Ed25519'} key`,
+          ),
+        );
+      }
+    } catch (error) {
+      if (!firstUse) continue; // reported once per file
+      problems.push(at(entry.origin, `${what}: ${keyProblemText(error, entry)}`));
+    }
+  }
+
+  for (const [index, listener] of config.listen.entries()) {
+    if (listener.tls === null) continue;
+    await checkReadable(listener.tls.key, `listen[${index}].tls.key`, 'TLS key');
+    await checkReadable(listener.tls.cert, `listen[${index}].tls.cert`, 'TLS certificate');
+  }
+  if (config.usersFile !== null) await checkReadable(config.usersFile, 'users_file', 'users file');
+
+  for (const [index, zonePath] of config.dns.zoneFiles.entries()) {
+    const keyPath = `dns.zone_files[${index}]`;
+    let zoneText: string;
+    try {
+      zoneText = await readFile(zonePath, 'utf8');
+    } catch (error) {
+      problems.push(at(keyPath, `zone file ${zonePath}: ${describeReadError(error)}`));
+      continue;
+    }
+    const zone = parseZoneFile(zoneText, { fileName: zonePath });
+    if (zone.kind === 'error') problems.push(at(keyPath, `zone file ${zonePath}:${zone.line}: ${zone.message}`));
+  }
+  return { problems, warnings };
+
+  async function checkReadable(path: string, keyPath: string, what: string): Promise<void> {
+    try {
+      const info = await stat(path);
+      if (!info.isFile()) {
+        problems.push(at(keyPath, `${what} ${path} is not a regular file`));
+        return;
+      }
+      await access(path, constants.R_OK);
+    } catch (error) {
+      problems.push(at(keyPath, `${what} ${path}: ${describeReadError(error)}`));
+    }
+  }
+}
+
+/** The key problem, with the exact keygen command when the file is simply missing. */
+function keyProblemText(error: unknown, entry: SigningSelector): string {
+  if (!(error instanceof KeyLoadError)) return error instanceof Error ? error.message : String(error);
+  if (error.code !== 'missing') return error.message;
+  const tail = join(entry.signingDomain, `${entry.selector}.pem`);
+  if (!entry.keyPath.endsWith(tail)) return error.message;
+  const keysDir = dirname(dirname(entry.keyPath));
+  const command = [
+    'dkimgate keygen',
+    `--domain ${entry.signingDomain}`,
+    `--selector ${entry.selector}`,
+    ...(entry.algorithm === 'ed25519-sha256' ? ['--type ed25519'] : []),
+    ...(keysDir === 'keys' ? [] : [`--keys-dir ${keysDir}`]),
+  ].join(' ');
+  return `private key ${entry.keyPath} does not exist; create it with: ${command}`;
+}
+
+function formatWarning(warning: ConfigProblem): string {
+  return formatConfigProblem({ ...warning, message: `warning: ${warning.message}` });
+}
+
+function report(io: Parameters<CommandRunner>[1], problems: ConfigProblem[], warnings: ConfigProblem[]): number {
+  for (const problem of problems) io.stderr.write(formatConfigProblem(problem) + '\n');
+  for (const warning of warnings) io.stderr.write(formatWarning(warning) + '\n');
+  return EXIT_USAGE;
+}

@@ -1,0 +1,85 @@
+// The one home of every configuration default (interface.md §3): the whole config, and list items.
+// Reads the host name once at import for authserv_id; touches nothing else.
+
+import { hostname } from 'node:os';
+import type { Config, ListenerConfig, RequireRule } from './config.js';
+
+/** Defaults for list entries: keys an entry leaves out take these values. */
+export interface ItemDefaults {
+  listener: ListenerConfig;
+  requireRule: Omit<RequireRule, 'domain'>;
+}
+
+/** Every default, in one frozen object. `config` is what an empty file yields. */
+export const DEFAULTS: Readonly<{ config: Readonly<Config>; items: Readonly<ItemDefaults> }> = deepFreeze({
+  config: {
+    authservId: hostname(),
+    listen: [
+      {
+        host: '127.0.0.1',
+        port: 10027,
+        protocol: 'smtp',
+        tls: null,
+        relayHosts: null,
+        xforwardHosts: null,
+        allowInsecureAuth: false,
+      },
+    ],
+    nextHop: { host: '127.0.0.1', port: 10026, tls: 'none', auth: null },
+    relayHosts: ['127.0.0.1/32', '::1/128'],
+    xforwardHosts: [],
+    usersFile: null,
+    limits: {
+      maxMessageSize: 52_428_800,
+      maxHeaderSize: 1_048_576,
+      maxClients: 500,
+      socketTimeout: 300,
+      nextHopTimeout: 120,
+      drainTimeout: 60,
+    },
+    verify: { enabled: true, maxSignatures: 5, minKeyBits: 1024, allowSha1: false, clockSkew: 300 },
+    policy: { onTemperror: 'accept', require: [], dryRun: false },
+    sign: {
+      signCondition: 'can_relay',
+      digest: 'rsa-sha256',
+      headerCanon: 'relaxed',
+      bodyCanon: 'relaxed',
+      headerlist: 'From:From:Reply-To:Subject:Date:To:Cc?:Message-ID?:MIME-Version?:Content-Type?',
+      key: 'keys/%{d}/%{s}.pem',
+      identity: null,
+      lifetime: 0,
+      bodyLengthLimit: false,
+      copyHeaders: false,
+      domains: {},
+    },
+    dns: { servers: [], zoneFiles: [], timeout: 5000, cacheSize: 2048, cacheTtl: 300, negativeTtl: 3600 },
+    metrics: null,
+  },
+  items: {
+    listener: {
+      host: '127.0.0.1',
+      port: 10027,
+      protocol: 'smtp',
+      tls: null,
+      relayHosts: null,
+      xforwardHosts: null,
+      allowInsecureAuth: false,
+    },
+    // Default aligned: a require rule exists to stop spoofing of the author domain, and a passing
+    // signature from any other domain (a list, a forwarder) does not do that.
+    requireRule: { aligned: true },
+  },
+});
+
+/** The configuration used when there is no file: the defaults, as a fresh mutable copy. */
+export function defaultConfig(): Config {
+  return structuredClone(DEFAULTS.config) as Config;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}

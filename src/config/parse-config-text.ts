@@ -1,0 +1,175 @@
+// Turns config file text into a validated Config or the full list of problems (file, line, key path).
+// Pure; input: the operator's YAML text. Checks that need the file system live in the CLI's config check.
+
+import { LineCounter, parseDocument, type ErrorCode } from 'yaml';
+import type { Config, ConfigProblem, DomainSignConfig, SelectorConfig, SignCondition, SignOptions } from './config.js';
+import { decodeYaml } from './decode-yaml.js';
+import { checkIdentityInDomain } from './dkim-syntax.js';
+import { resolveSigningSelectors } from './resolve-signing-selectors.js';
+import { CONFIG_SCHEMA } from './schema.js';
+
+export type ConfigParse =
+  | {
+      kind: 'ok';
+      config: Config;
+      /** Things that work but are probably not what the operator wants. */
+      warnings: ConfigProblem[];
+      /** The line of a key path (or of its nearest written ancestor); 1 when nothing is written. */
+      lineOf: (keyPath: string) => number;
+    }
+  | { kind: 'error'; problems: ConfigProblem[] };
+
+const SIGN_OPTION_KEYS = [
+  'digest',
+  'headerCanon',
+  'bodyCanon',
+  'headerlist',
+  'key',
+  'identity',
+  'lifetime',
+  'bodyLengthLimit',
+  'copyHeaders',
+] as const satisfies readonly (keyof SignOptions)[];
+
+/** Clearer words for the YAML errors operators meet most. */
+const YAML_MESSAGES: Partial<Record<ErrorCode, string>> = {
+  DUPLICATE_KEY: 'this key is already set earlier in the same mapping',
+  MULTIPLE_DOCS: 'the file holds several YAML documents (---); put the whole configuration in one',
+  TAB_AS_INDENT: 'tabs are not allowed as indentation; indent with spaces',
+};
+
+/** Parses and validates `text` (the contents of `fileName`, used in problems). Never throws. */
+export function parseConfigText(text: string, fileName: string): ConfigParse {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const yamlProblems = [...doc.errors, ...doc.warnings].map(
+    (error): ConfigProblem => ({
+      file: fileName,
+      line: lineCounter.linePos(error.pos[0]).line || 1,
+      keyPath: '',
+      message: `YAML: ${YAML_MESSAGES[error.code] ?? error.message.split('\n')[0] ?? error.code}`,
+    }),
+  );
+  if (yamlProblems.length > 0) return { kind: 'error', problems: yamlProblems };
+
+  const decoded = decodeYaml(doc, lineCounter, fileName, CONFIG_SCHEMA);
+  const lineOf = (keyPath: string): number => {
+    let path = keyPath;
+    for (;;) {
+      const line = decoded.lines.get(path);
+      if (line !== undefined) return line;
+      if (path === '') return 1;
+      const cut = Math.max(path.lastIndexOf('.'), path.lastIndexOf('['));
+      path = cut <= 0 ? '' : path.slice(0, cut);
+    }
+  };
+  if (decoded.problems.length > 0) return { kind: 'error', problems: decoded.problems };
+
+  const config = reshape(decoded.value as DecodedConfig);
+  const problems: ConfigProblem[] = [];
+  const warnings: ConfigProblem[] = [];
+  const problem = (keyPath: string, message: string): void => {
+    problems.push({ file: fileName, line: lineOf(keyPath), keyPath, message });
+  };
+  const warning = (keyPath: string, message: string): void => {
+    warnings.push({ file: fileName, line: lineOf(keyPath), keyPath, message });
+  };
+
+  const listenerAt = new Map<string, number>();
+  config.listen.forEach((listener, index) => {
+    if (listener.port === 0) return;
+    const address = `${listener.host}:${listener.port}`;
+    const earlier = listenerAt.get(address);
+    if (earlier !== undefined) problem(`listen[${index}].port`, `listen[${earlier}] already listens on ${address}`);
+    else listenerAt.set(address, index);
+  });
+
+  if (config.limits.maxHeaderSize > config.limits.maxMessageSize) {
+    problem('limits.max_header_size', `must not exceed limits.max_message_size (${config.limits.maxMessageSize})`);
+  }
+
+  const requiredAt = new Map<string, number>();
+  config.policy.require.forEach((rule, index) => {
+    const earlier = requiredAt.get(rule.domain);
+    if (earlier !== undefined) problem(`policy.require[${index}].domain`, `${rule.domain} is already required by policy.require[${earlier}]`);
+    else requiredAt.set(rule.domain, index);
+  });
+
+  const selectorsSeen = new Set<string>();
+  for (const entry of resolveSigningSelectors(config)) {
+    const domain = config.sign.domains[entry.fromDomain];
+    const selectorIndex = domain?.selectors.findIndex((s) => s.selector === entry.selector) ?? -1;
+    const selectorEntry = domain?.selectors[selectorIndex];
+    // The most specific place that sets an option: the selector entry, the domain, or sign itself.
+    const optionPath = (key: keyof SignOptions, yamlKey: string): string =>
+      selectorEntry?.overrides[key] !== undefined
+        ? `sign.domains.${entry.fromDomain}.selectors[${selectorIndex}].${yamlKey}`
+        : domain?.overrides[key] !== undefined
+          ? `sign.domains.${entry.fromDomain}.${yamlKey}`
+          : `sign.${yamlKey}`;
+
+    const pairKey = `${entry.fromDomain} ${entry.selector}`;
+    if (selectorsSeen.has(pairKey)) {
+      problem(entry.origin, `selector ${entry.selector} is listed twice for ${entry.fromDomain}`);
+    }
+    selectorsSeen.add(pairKey);
+    const recordName = `${entry.selector}._domainkey.${entry.signingDomain}`;
+    if (recordName.length > 253) problem(entry.origin, `the key record name ${recordName} is longer than 253 characters`);
+    if (entry.agentId !== null) {
+      const outside = checkIdentityInDomain(entry.agentId, entry.signingDomain);
+      if (outside !== null) problem(optionPath('identity', 'identity'), outside);
+    }
+    if (entry.algorithm === 'rsa-sha1') {
+      warning(
+        optionPath('digest', 'digest'),
+        `rsa-sha1 for ${entry.fromDomain} selector ${entry.selector}: RFC 8301 forbids signing with it and verifiers treat it as dkim=policy; use rsa-sha256`,
+      );
+    }
+  }
+  const usesAuthUser =
+    config.sign.signCondition === 'auth_user' || Object.values(config.sign.domains).some((d) => d.signCondition === 'auth_user');
+  if (usesAuthUser && config.usersFile === null && Object.keys(config.sign.domains).length > 0) {
+    warning('sign.sign_condition', 'auth_user needs SMTP AUTH, but users_file is not set: no client can authenticate, so nothing will be signed');
+  }
+
+  if (problems.length > 0) return { kind: 'error', problems };
+  return { kind: 'ok', config, warnings, lineOf };
+}
+
+type DecodedOptions = Partial<SignOptions>;
+interface DecodedSelectorEntry extends DecodedOptions {
+  selector: string;
+}
+interface DecodedDomain extends DecodedOptions {
+  selector?: string;
+  selectors?: (string | DecodedSelectorEntry)[];
+  baseDomain?: string;
+  signCondition?: SignCondition;
+}
+type DecodedConfig = Omit<Config, 'sign'> & { sign: Omit<Config['sign'], 'domains'> & { domains: Record<string, DecodedDomain> } };
+
+/** Decoded YAML shape -> Config: domain entries become { baseDomain, signCondition, overrides, selectors[] }. */
+function reshape(decoded: DecodedConfig): Config {
+  const domains: Record<string, DomainSignConfig> = {};
+  for (const [name, entry] of Object.entries(decoded.sign.domains)) {
+    const listed: (string | DecodedSelectorEntry)[] = entry.selectors ?? (entry.selector === undefined ? [] : [entry.selector]);
+    const selectors: SelectorConfig[] = listed.map((item) =>
+      typeof item === 'string' ? { selector: item, overrides: {} } : { selector: item.selector, overrides: pickSignOptions(item) },
+    );
+    domains[name] = {
+      baseDomain: entry.baseDomain ?? null,
+      signCondition: entry.signCondition ?? null,
+      overrides: pickSignOptions(entry),
+      selectors,
+    };
+  }
+  return { ...decoded, sign: { ...decoded.sign, domains } };
+}
+
+function pickSignOptions(source: DecodedOptions): Partial<SignOptions> {
+  const out: Partial<Record<keyof SignOptions, unknown>> = {};
+  for (const key of SIGN_OPTION_KEYS) {
+    if (source[key] !== undefined) out[key] = source[key];
+  }
+  return out as Partial<SignOptions>;
+}
