@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+// The dkimgate command line: dispatches sub-commands and turns failures into one stderr line and an exit status.
+// Touches: process argv, stdio and exit code; everything else happens in the commands.
+
+import { readFileSync } from 'node:fs';
+import { CliError, EXIT_RUNTIME, EXIT_USAGE, type CliIo, type CommandRunner } from './cli/cli-error.js';
+
+const USAGE = `usage: dkimgate <command> [options]
+
+commands:
+  serve [--config FILE]           run the filter daemon
+  verify [options] [FILE]         verify a message's DKIM signatures
+  sign [options] [FILE]           sign a message
+  keygen --domain D --selector S  create a signing key and print its DNS record
+  keycheck [--config FILE]        check that published keys match the private keys
+  config check [--config FILE]    validate a configuration file
+
+Run "dkimgate <command> --help" for a command's options. --debug prints stack traces.
+`;
+
+type Loader = () => Promise<CommandRunner>;
+
+const COMMANDS: Record<string, Loader> = {
+  verify: async () => (await import('./cli/verify-command.js')).runVerify,
+  sign: async () => (await import('./cli/sign-command.js')).runSign,
+  keygen: async () => (await import('./cli/keygen-command.js')).runKeygen,
+  keycheck: async () => (await import('./cli/keycheck-command.js')).runKeycheck,
+  config: async () => runConfig,
+  serve: async () => runServe,
+};
+
+const runConfig: CommandRunner = async (argv, io) => {
+  const [sub, ...rest] = argv;
+  if (sub === 'check') return (await import('./cli/config-check-command.js')).runConfigCheck(rest, io);
+  if (sub === '--help' || sub === '-h') {
+    io.stdout.write('usage: dkimgate config check [--config FILE]\n');
+    return 0;
+  }
+  throw new CliError(`unknown config sub-command "${sub ?? ''}": use "dkimgate config check"`, EXIT_USAGE);
+};
+
+const runServe: CommandRunner = async (argv, io) => {
+  if (argv.includes('--help')) {
+    io.stdout.write('usage: dkimgate serve [--config FILE]\n');
+    return 0;
+  }
+  throw new CliError('serve is not part of this build yet (the daemon lands with the serve issue)', EXIT_RUNTIME);
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const debug = argv.includes('--debug');
+  const args = argv.filter((a) => a !== '--debug');
+  const [command, ...rest] = args;
+  try {
+    if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+      io.stdout.write(USAGE);
+      return command === undefined ? EXIT_USAGE : 0;
+    }
+    if (command === '--version') {
+      io.stdout.write(`dkimgate ${version()}\n`);
+      return 0;
+    }
+    const load = COMMANDS[command];
+    if (!load) throw new CliError(`unknown command "${command}" (run dkimgate --help)`, EXIT_USAGE);
+    return await (await load())(rest, io);
+  } catch (err) {
+    if (debug) io.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+    const code = (err as NodeJS.ErrnoException).code;
+    if (err instanceof CliError) {
+      io.stderr.write(`dkimgate ${command}: ${err.message}\n`);
+      return err.exitCode;
+    }
+    // node:util parseArgs reports usage errors with these codes.
+    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
+      io.stderr.write(`dkimgate ${command}: ${(err as Error).message} (run dkimgate ${command} --help)\n`);
+      return EXIT_USAGE;
+    }
+    io.stderr.write(`dkimgate ${command}: internal error: ${(err as Error).message}${debug ? '' : ' (run with --debug for details)'}\n`);
+    return EXIT_RUNTIME;
+  }
+}
+
+const io: CliIo = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin };
+main(process.argv.slice(2), io).then(
+  (status) => {
+    process.exitCode = status;
+  },
+  (err: unknown) => {
+    process.stderr.write(`dkimgate: ${String(err)}\n`);
+    process.exitCode = EXIT_RUNTIME;
+  },
+);

@@ -1,0 +1,39 @@
+// Reads the message a command works on: a file, or stdin when no file (or "-") is given.
+// Touches: the file system or stdin; refuses input over the size limit.
+
+import { readFile } from 'node:fs/promises';
+import { CliError } from './cli-error.js';
+
+/** A message larger than the daemon's default limit is refused here too. */
+export const MAX_INPUT_BYTES = 52_428_800;
+
+export async function readMessage(file: string | undefined, stdin: NodeJS.ReadableStream): Promise<Buffer> {
+  if (file !== undefined && file !== '-') {
+    try {
+      const buf = await readFile(file);
+      if (buf.length > MAX_INPUT_BYTES) throw new CliError(`${file}: message of ${buf.length} bytes exceeds ${MAX_INPUT_BYTES}`);
+      return buf;
+    } catch (err) {
+      if (err instanceof CliError) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (err as Error).message;
+      throw new CliError(`${file}: cannot read message: ${why}`);
+    }
+  }
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of stdin) {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
+    total += buf.length;
+    if (total > MAX_INPUT_BYTES) throw new CliError(`stdin: message exceeds ${MAX_INPUT_BYTES} bytes`);
+    chunks.push(buf);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Parses --now: whole Unix seconds. */
+export function parseNow(value: string | undefined): number {
+  if (value === undefined) return Math.floor(Date.now() / 1000);
+  if (!/^[0-9]{1,12}$/.test(value)) throw new CliError(`--now ${value}: expected Unix seconds, e.g. --now 1700000000`, 2);
+  return Number(value);
+}

@@ -1,0 +1,61 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../helpers/run-cli.js';
+
+let dir: string;
+let published: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'dkimgate-keycheck-'));
+  const a = await runCli(['keygen', '--domain', 'example.com', '--selector', 'rsa2026', '--keys-dir', 'keys'], { cwd: dir });
+  const b = await runCli(['keygen', '--domain', 'example.com', '--selector', 'ed2026', '--type', 'ed25519', '--keys-dir', 'keys'], { cwd: dir });
+  const other = await runCli(['keygen', '--domain', 'example.org', '--selector', 's1', '--keys-dir', join(dir, 'elsewhere')]);
+  expect([a.status, b.status, other.status]).toEqual([0, 0, 0]);
+  published = join(dir, 'published.zone');
+  writeFileSync(published, `${a.stdout}${b.stdout}`);
+  // example.org publishes a key that is not the one on disk.
+  writeFileSync(join(dir, 'wrong.zone'), other.stdout.replace('s1._domainkey.example.org.', 's1._domainkey.example.org.'));
+  await runCli(['keygen', '--domain', 'example.org', '--selector', 's1', '--keys-dir', 'keys'], { cwd: dir });
+  writeFileSync(
+    join(dir, 'dkimgate.yaml'),
+    [
+      'sign:',
+      '  domains:',
+      '    example.com:',
+      '      selectors:',
+      '        - { selector: rsa2026 }',
+      '        - { selector: ed2026, digest: ed25519-sha256 }',
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(join(dir, 'two-domains.yaml'), ['sign:', '  domains:', '    example.com: { selector: rsa2026 }', '    example.org: { selector: s1 }', ''].join('\n'));
+});
+
+describe('dkimgate keycheck', () => {
+  it('says ok for every selector whose published key matches, and exits 0', async () => {
+    const r = await runCli(['keycheck', '--config', 'dkimgate.yaml', '--dns-zone', published], { cwd: dir });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^ok +rsa2026\._domainkey\.example\.com: published key matches keys\/example\.com\/rsa2026\.pem \(rsa 2048 bits\)/);
+    expect(lines[1]).toMatch(/^ok +ed2026\._domainkey\.example\.com: .*ed25519/);
+  });
+
+  it('names the mismatching and the unpublished selector and exits 1', async () => {
+    const r = await runCli(['keycheck', '--config', 'two-domains.yaml', '--dns-zone', published, '--dns-zone', join(dir, 'wrong.zone')], { cwd: dir });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/^ok +rsa2026\._domainkey\.example\.com/m);
+    expect(r.stdout).toMatch(/^FAIL s1\._domainkey\.example\.org: published key differs from the private key/m);
+  });
+
+  it('reports a selector that is not published at all', async () => {
+    const empty = join(dir, 'empty.zone');
+    writeFileSync(empty, '; nothing published yet\n');
+    const r = await runCli(['keycheck', '--config', 'dkimgate.yaml', '--dns-zone', empty, '--dns-server', '127.0.0.1:1'], { cwd: dir });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/^FAIL rsa2026\._domainkey\.example\.com: not published/m);
+  });
+});

@@ -1,0 +1,140 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../helpers/run-cli.js';
+
+const NOW = '1700000000';
+let dir: string;
+let zone: string;
+
+const MESSAGE_LF = 'From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: Hello\nDate: Tue, 14 Nov 2023 22:13:20 +0000\n\nHi Bob.\n';
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'dkimgate-cli-'));
+  const rsa = await runCli(['keygen', '--domain', 'example.com', '--selector', 's1', '--keys-dir', join(dir, 'keys')]);
+  const ed = await runCli(['keygen', '--domain', 'example.com', '--selector', 'ed', '--type', 'ed25519', '--keys-dir', join(dir, 'keys')]);
+  expect(rsa.status).toBe(0);
+  expect(ed.status).toBe(0);
+  zone = join(dir, 'example.com.zone');
+  // The zone fragment keygen prints is pasted as is.
+  writeFileSync(zone, `$TTL 3600\n${rsa.stdout}${ed.stdout}`);
+  writeFileSync(join(dir, 'msg-lf.eml'), MESSAGE_LF);
+  writeFileSync(join(dir, 'msg-crlf.eml'), MESSAGE_LF.replace(/\n/g, '\r\n'));
+});
+
+async function signFile(file: string, extra: string[] = []) {
+  const key = join(dir, 'keys/example.com/s1.pem');
+  return runCli(['sign', '--domain', 'example.com', '--selector', 's1', '--key', key, '--now', NOW, ...extra, join(dir, file)]);
+}
+
+async function verifyJson(input: Buffer, extra: string[] = []) {
+  const r = await runCli(['verify', '--json', '--dns-zone', zone, '--now', NOW, ...extra], { input });
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  return JSON.parse(r.stdout) as { authservId: string; authenticationResults: string; signatures: Record<string, unknown>[] };
+}
+
+describe('dkimgate sign and verify', () => {
+  it('signs a message that then verifies as pass against the pasted keygen record', async () => {
+    const signed = await signFile('msg-crlf.eml');
+    expect(signed.status).toBe(0);
+    const report = await verifyJson(signed.stdoutBytes);
+    expect(report.signatures).toEqual([
+      expect.objectContaining({ result: 'pass', reason: null, domain: 'example.com', selector: 's1', algorithm: 'rsa-sha256', keyBits: 2048, testing: false }),
+    ]);
+  });
+
+  it('keeps the message byte-exact after the prepended signature, in the file’s own LF line endings', async () => {
+    const signed = await signFile('msg-lf.eml');
+    expect(signed.stdout.endsWith(MESSAGE_LF)).toBe(true);
+    expect(signed.stdout.startsWith('DKIM-Signature: v=1; a=rsa-sha256;')).toBe(true);
+    expect(signed.stdout).not.toContain('\r');
+    expect((await verifyJson(signed.stdoutBytes)).signatures[0]).toMatchObject({ result: 'pass' });
+  });
+
+  it('signs with Ed25519 by default for an Ed25519 key, and stacks on an RSA signature', async () => {
+    const first = await signFile('msg-crlf.eml');
+    const second = await runCli(['sign', '--domain', 'example.com', '--selector', 'ed', '--key', join(dir, 'keys/example.com/ed.pem'), '--now', NOW], { input: first.stdoutBytes });
+    expect(second.status).toBe(0);
+    const report = await verifyJson(second.stdoutBytes);
+    expect(report.signatures.map((s) => [s.algorithm, s.result])).toEqual([
+      ['ed25519-sha256', 'pass'],
+      ['rsa-sha256', 'pass'],
+    ]);
+  });
+
+  it('honours every signing option of the contract', async () => {
+    const signed = await signFile('msg-crlf.eml', [
+      '--header-canon', 'simple', '--body-canon', 'simple', '--headerlist', 'From:From:Subject:To:Cc?',
+      '--identity', 'alice@example.com', '--lifetime', '2', '--body-length-limit', '--copy-headers',
+    ]);
+    expect(signed.status).toBe(0);
+    const field = signed.stdout.slice(0, signed.stdout.indexOf('\nFrom:')).replace(/\r?\n\t/g, ' ');
+    expect(field).toMatch(/c=simple\/simple;/);
+    expect(field).toMatch(/i=alice@example\.com;/);
+    expect(field).toMatch(/x=1700007200;/);
+    expect(field).toMatch(/l=\d+;/);
+    expect(field.replace(/\s/g, '')).toContain('h=From:From:Subject:To;');
+    expect(field).toMatch(/z=From:Alice=20<alice@example\.com>\|/);
+    const report = await verifyJson(signed.stdoutBytes);
+    expect(report.signatures[0]).toMatchObject({ result: 'pass', identity: 'alice@example.com', canonicalization: 'simple/simple' });
+    const late = await verifyJson(signed.stdoutBytes, ['--now', '1700007201']);
+    expect(late.signatures[0]).toMatchObject({ result: 'policy', reasonCode: 'signature_expired' });
+  });
+
+  it('prepends an Authentication-Results field and leaves the message byte-exact', async () => {
+    const signed = await signFile('msg-lf.eml');
+    const r = await runCli(['verify', '--authserv-id', 'mx.example.net', '--dns-zone', zone, '--now', NOW], { input: signed.stdoutBytes });
+    expect(r.status).toBe(0);
+    expect(r.stdout.startsWith('Authentication-Results: mx.example.net;\n\tdkim=pass')).toBe(true);
+    expect(r.stdoutBytes.subarray(r.stdoutBytes.length - signed.stdoutBytes.length).equals(signed.stdoutBytes)).toBe(true);
+  });
+
+  it('reports dkim=none for an unsigned message', async () => {
+    const report = await verifyJson(Buffer.from(MESSAGE_LF), ['--authserv-id', 'mx.example.net']);
+    expect(report.signatures).toEqual([]);
+    expect(report.authenticationResults).toBe('Authentication-Results: mx.example.net; dkim=none');
+  });
+
+  it('reports fail for a tampered body and still exits 0', async () => {
+    const signed = await signFile('msg-crlf.eml');
+    const tampered = Buffer.from(signed.stdout.replace('Hi Bob.', 'Hi Eve.'));
+    const report = await verifyJson(tampered);
+    expect(report.signatures[0]).toMatchObject({ result: 'fail', reason: 'body hash did not verify', reasonCode: 'body_hash_mismatch' });
+  });
+
+  it('reports permerror when the selector is not published in the zone', async () => {
+    const signed = await signFile('msg-crlf.eml');
+    const other = join(dir, 'other.zone');
+    writeFileSync(other, 'nothing._domainkey.example.com. IN TXT "v=DKIM1; p="\n');
+    const r = await runCli(['verify', '--json', '--dns-zone', other, '--dns-server', '127.0.0.1:1', '--now', NOW], { input: signed.stdoutBytes });
+    const sig = (JSON.parse(r.stdout) as { signatures: { result: string }[] }).signatures[0]!;
+    // The static zone does not hold the name, so it goes to the (unreachable) DNS server: a temporary error.
+    expect(sig.result).toBe('temperror');
+  });
+});
+
+describe('dkimgate command-line errors', () => {
+  it.each([
+    [['sign', '--domain', 'example.com'], 2, /needs --selector/],
+    [['sign', '--domain', 'example.com', '--selector', 's1', '--key', '/nonexistent/key.pem'], 1, /nonexistent\/key\.pem/],
+    [['verify', '--bogus'], 2, /bogus/],
+    [['verify', '/nonexistent/message.eml'], 1, /\/nonexistent\/message\.eml: cannot read message: no such file/],
+    [['verify', '--now', 'yesterday'], 2, /--now yesterday/],
+    [['verify', '--dns-server', 'not a server'], 2, /--dns-server/],
+    [['frobnicate'], 2, /unknown command "frobnicate"/],
+  ])('dkimgate %j exits %i with one clear line', async (args, status, message) => {
+    const r = await runCli(args as string[]);
+    expect(r.status).toBe(status);
+    expect(r.stderr).toMatch(message as RegExp);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it.each([['verify'], ['sign'], ['keygen'], ['keycheck'], ['config', 'check'], ['serve']])('dkimgate %s --help prints usage and exits 0', async (...cmd) => {
+    const r = await runCli([...cmd, '--help']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/usage: dkimgate/i);
+  });
+});
