@@ -6,6 +6,9 @@ import type { SignatureVerdict } from '../dkim/verify.js';
 import { PHRASE_BY_REASON } from '../dkim/results.js';
 
 const LINE_LIMIT = 78;
+// A property value longer than this is left out: nothing legitimate is that long (an address is at
+// most 254 octets) and no field line may exceed 998 characters (RFC 5322 §2.1.1).
+const MAX_VALUE_CHARS = 255;
 // RFC 2045 token: no SPACE, CTLs or tspecials.
 const TOKEN = /^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+$/;
 // RFC 8601 §2.2 pvalue: [ [ local-part ] "@" ] domain-name, with a dot-atom local part.
@@ -35,11 +38,14 @@ function resinfoWords(v: SignatureVerdict): string[] {
   else if (v.keyBits) notes.push(`${v.keyBits}-bit key`);
   if (v.testing) notes.push('test mode');
   if (notes.length > 0) words.push(formatComment(notes.join(', ')));
-  if (v.domain) words.push(`header.d=${formatValue(v.domain)}`);
-  if (v.identity) words.push(`header.i=${formatAddressValue(v.identity)}`);
-  if (v.selector) words.push(`header.s=${formatValue(v.selector)}`);
-  if (v.algorithm) words.push(`header.a=${formatValue(v.algorithm)}`);
-  if (v.headerB) words.push(`header.b=${formatValue(v.headerB)}`);
+  const property = (name: string, value: string | null, format: (v: string) => string) => {
+    if (value && value.length <= MAX_VALUE_CHARS) words.push(`${name}=${format(value)}`);
+  };
+  property('header.d', v.domain, formatValue);
+  property('header.i', v.identity, formatAddressValue);
+  property('header.s', v.selector, formatValue);
+  property('header.a', v.algorithm, formatValue);
+  property('header.b', v.headerB, formatValue);
   return words;
 }
 

@@ -39,48 +39,6 @@ export function checkSelector(text: string): string | null {
   return `"${text}" is not a selector: use letters, digits and hyphens, in dot-separated labels (e.g. s2026, ed2026)`;
 }
 
-export type HeaderListParse =
-  | { kind: 'ok'; normalized: string; entries: { name: string; modifier: '' | '?' | '*' | '+' }[] }
-  | { kind: 'error'; reason: string };
-
-/** At most this many headerlist entries: every limit is explicit. */
-export const MAX_HEADERLIST_ENTRIES = 100;
-
-// RFC 5322 §3.6.8 field-name = 1*ftext (printable US-ASCII except ":"); ? * + are taken as modifiers.
-const FIELD_NAME = /^[!-9;-~]+$/;
-
-/**
- * Parses a Momentum headerlist: field names separated by ":", each with at most one trailing
- * modifier ("?" sign one, never assert; "*" sign all, assert absence; "+" sign all, never assert).
- * Whitespace around entries is dropped from `normalized`. From must be listed (RFC 6376 §5.4).
- */
-export function parseHeaderList(text: string): HeaderListParse {
-  const parts = text.split(':').map((part) => part.trim());
-  if (parts.length > MAX_HEADERLIST_ENTRIES) {
-    return { kind: 'error', reason: `lists ${parts.length} fields; at most ${MAX_HEADERLIST_ENTRIES} are allowed` };
-  }
-  const entries: { name: string; modifier: '' | '?' | '*' | '+' }[] = [];
-  for (const [index, part] of parts.entries()) {
-    if (part === '') {
-      return { kind: 'error', reason: `entry ${index + 1} is empty; separate field names with single colons, e.g. "From:Subject:Date"` };
-    }
-    const last = part.slice(-1);
-    const modifier = last === '?' || last === '*' || last === '+' ? last : '';
-    const name = modifier === '' ? part : part.slice(0, -1);
-    if (!FIELD_NAME.test(name) || /[?*+]/.test(name)) {
-      return {
-        kind: 'error',
-        reason: `entry ${index + 1} ("${part}") is not a header field name with an optional trailing ?, * or +`,
-      };
-    }
-    entries.push({ name, modifier });
-  }
-  if (!entries.some((entry) => entry.name.toLowerCase() === 'from')) {
-    return { kind: 'error', reason: 'must include From (RFC 6376 §5.4: the From field must be signed)' };
-  }
-  return { kind: 'ok', normalized: entries.map((e) => e.name + e.modifier).join(':'), entries };
-}
-
 /** Checks a key path template: only %{d} and %{s} may follow a "%". Returns a problem or null. */
 export function checkKeyTemplate(text: string): string | null {
   if (text.trim() === '') return 'must name a key file, e.g. keys/%{d}/%{s}.pem';

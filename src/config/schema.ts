@@ -1,6 +1,7 @@
 // The YAML configuration schema (interface.md §3, Momentum dkim_sign names): the single source for
 // validation (parse-config-text.ts) and the editor JSON Schema (json-schema.ts). Pure data.
 
+import { parseHeaderList } from '../dkim/header-selection.js';
 import { checkDnsServer, checkHost, parseCidr } from './address-syntax.js';
 import { DEFAULTS } from './defaults.js';
 import {
@@ -8,7 +9,6 @@ import {
   checkKeyTemplate,
   checkSelector,
   parseDomainName,
-  parseHeaderList,
 } from './dkim-syntax.js';
 import type { ListNode, ObjectNode, SchemaNode, StringNode } from './schema-node.js';
 

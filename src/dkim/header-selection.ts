@@ -41,29 +41,45 @@ export interface HeaderListEntry {
   readonly mode: HeaderListMode;
 }
 
-export type HeaderListParse = { kind: 'ok'; entries: HeaderListEntry[] } | { kind: 'error'; message: string };
+export type HeaderListParse =
+  | { kind: 'ok'; entries: HeaderListEntry[]; /** The list without whitespace. */ normalized: string }
+  | { kind: 'error'; reason: string };
 
-const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
+/** At most this many headerlist entries: every limit is explicit. */
+export const MAX_HEADERLIST_ENTRIES = 100;
+
+// RFC 5322 §3.6.8 ftext without ";": a tag value cannot hold ";" (RFC 6376 §3.2), so such a name
+// could never be written into h=. "?", "*" and "+" are taken as modifiers.
+const FIELD_NAME = /^[\x21-\x39\x3c-\x7e]+$/;
 
 /**
- * Parses a Momentum headerlist: `Name` signs one copy and, if none is left, asserts absence;
- * `Name?` signs one copy, never asserts; `Name+` signs all copies, never asserts; `Name*` signs all
- * copies and asserts absence when there is none. Listing a name twice oversigns it.
+ * Parses a Momentum headerlist (the only parser of it: config validation uses it too): `Name`
+ * signs one copy and, if none is left, asserts absence; `Name?` signs one copy, never asserts;
+ * `Name+` signs all copies, never asserts; `Name*` signs all copies and asserts absence when there
+ * is none. Listing a name twice oversigns it. From must be listed (RFC 6376 §5.4).
  */
 export function parseHeaderList(list: string): HeaderListParse {
+  const parts = list.split(':').map((part) => part.trim());
+  if (parts.length > MAX_HEADERLIST_ENTRIES) {
+    return { kind: 'error', reason: `lists ${parts.length} fields; at most ${MAX_HEADERLIST_ENTRIES} are allowed` };
+  }
   const entries: HeaderListEntry[] = [];
-  for (const raw of list.split(':')) {
-    const item = raw.trim();
-    if (item === '') continue;
+  for (const [index, item] of parts.entries()) {
+    if (item === '') {
+      return { kind: 'error', reason: `entry ${index + 1} is empty; separate field names with single colons, e.g. "From:Subject:Date"` };
+    }
     const last = item[item.length - 1];
     const mode: HeaderListMode = last === '?' ? 'one-optional' : last === '+' ? 'all' : last === '*' ? 'all-assert' : 'one';
     const name = mode === 'one' ? item : item.slice(0, -1);
-    if (!FIELD_NAME.test(name) || /[?*+]/.test(name)) return { kind: 'error', message: `bad header name "${item}" in headerlist` };
+    if (!FIELD_NAME.test(name) || /[?*+]/.test(name)) {
+      return { kind: 'error', reason: `entry ${index + 1} ("${item}") is a bad header name: use a field name with an optional trailing ?, * or +` };
+    }
     entries.push({ name, lowerName: name.toLowerCase(), mode });
   }
-  if (entries.length === 0) return { kind: 'error', message: 'headerlist is empty' };
-  if (!entries.some((e) => e.lowerName === 'from')) return { kind: 'error', message: 'headerlist must include From (RFC 6376 §5.4)' };
-  return { kind: 'ok', entries };
+  if (!entries.some((e) => e.lowerName === 'from')) {
+    return { kind: 'error', reason: 'must include From (RFC 6376 §5.4: the From field must be signed)' };
+  }
+  return { kind: 'ok', entries, normalized: parts.join(':') };
 }
 
 /** The h= names for a message, in the headerlist's order (each name once per instance it covers or asserts absent). */

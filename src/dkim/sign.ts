@@ -51,7 +51,7 @@ export function createSigner(config: SignerConfig): Signer {
     throw new Error(`a ${keyType} key cannot sign ${algorithm}`);
   }
   const list = parseHeaderList(config.headerList);
-  if (list.kind === 'error') throw new Error(list.message);
+  if (list.kind === 'error') throw new Error(`headerlist ${list.reason}`);
   if (config.agentId) {
     const at = config.agentId.lastIndexOf('@');
     const dom = config.agentId.slice(at + 1).toLowerCase();
@@ -80,6 +80,22 @@ function dkimQuotedPrintable(bytes: Buffer): string {
   return out;
 }
 
+/** Splits DKIM-Quoted-Printable text into pieces of at most `max` characters, never inside an =XX escape. */
+function splitQuotedPrintable(text: string, max: number): string[] {
+  const pieces: string[] = [];
+  let start = 0;
+  while (text.length - start > max) {
+    let end = start + max;
+    // Step back when the cut would fall inside "=XX".
+    if (text[end - 1] === '=') end -= 1;
+    else if (text[end - 2] === '=') end -= 2;
+    pieces.push(text.slice(start, end));
+    start = end;
+  }
+  pieces.push(text.slice(start));
+  return pieces;
+}
+
 /** Folds tag=value pieces into lines of at most 78 characters where the grammar allows FWS. */
 class FieldFolder {
   private text = 'DKIM-Signature:';
@@ -92,11 +108,11 @@ class FieldFolder {
     this.append(piece);
   }
 
-  /** Adds a piece that may break after any of its `breakAfter` characters (":" in h=, "|" in z=). */
-  addBreakable(prefix: string, items: string[], sep: string, suffix: string): void {
-    this.add(prefix + (items[0] ?? '') + (items.length === 1 ? suffix : sep));
-    for (let i = 1; i < items.length; i++) {
-      const piece = items[i]! + (i === items.length - 1 ? suffix : sep);
+  /** Adds `prefix` then pieces, starting a new line before any piece that does not fit (FWS may stand between pieces). */
+  addPieces(prefix: string, pieces: string[]): void {
+    this.add(prefix + (pieces[0] ?? ''));
+    for (let i = 1; i < pieces.length; i++) {
+      const piece = pieces[i]!;
       if (this.lineLength + piece.length > LINE_LIMIT) this.newLine();
       this.append(piece);
     }
@@ -154,7 +170,8 @@ function buildField(
   f.add(`t=${nowSec};`);
   if (c.lifetimeHours && c.lifetimeHours > 0) f.add(`x=${nowSec + Math.round(c.lifetimeHours * 3600)};`);
   if (c.bodyLengthLimit) f.add(`l=${bodyLength};`);
-  f.addBreakable('h=', signedHeaders, ':', ';');
+  // FWS may stand around the colons of h= (RFC 6376 §3.5).
+  f.addPieces('h=', signedHeaders.map((name, i) => name + (i === signedHeaders.length - 1 ? ';' : ':')));
   if (c.copyHeaders) {
     const copies: string[] = [];
     for (const field of selectSignedFields(framed.fields, signedHeaders.map((n) => n.toLowerCase()))) {
@@ -166,7 +183,8 @@ function buildField(
       const unfolded = Buffer.from(framed.buf.toString('latin1', vStart, vEnd).replace(/\r\n/g, ''), 'latin1');
       copies.push(`${field.name}:${dkimQuotedPrintable(unfolded)}`);
     }
-    if (copies.length > 0) f.addBreakable('z=', copies, '|', ';');
+    // FWS may stand anywhere in z= but inside an =XX escape (RFC 6376 §2.11): long copies are split too.
+    if (copies.length > 0) f.addPieces('z=', copies.flatMap((copy, i) => splitQuotedPrintable(copy + (i === copies.length - 1 ? ';' : '|'), 64)));
   }
   f.addBase64('bh=', bodyHash.toString('base64'), ';');
   f.add('b=');

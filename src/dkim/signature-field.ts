@@ -14,10 +14,13 @@ function isFws(b: number | undefined): boolean {
 /** Copy of the field bytes with the value of the (first) b= tag removed, including its surrounding whitespace. */
 export function withEmptyB(field: Buffer, colon: number): Buffer {
   let segStart = colon + 1;
+  // Found once and reused (like nextColon in header-fields.ts), so runs of ";;;" stay linear.
+  let nextEq = -2;
   while (segStart <= field.length) {
     let segEnd = field.indexOf(SEMI, segStart);
     if (segEnd === -1) segEnd = field.length;
-    const eq = field.indexOf(EQ, segStart);
+    if (nextEq !== -1 && nextEq < segStart) nextEq = field.indexOf(EQ, segStart);
+    const eq = nextEq;
     if (eq !== -1 && eq < segEnd) {
       let a = segStart;
       let z = eq;

@@ -37,6 +37,9 @@ export function frameMessage(buf: Buffer): FramedMessage {
   let bodyStart = len;
   let headerBytes = len;
   let cur: { start: number; colon: number; name: string } | null = null;
+  // The next colon at or after `pos`, found once and reused: searching afresh on every colon-less
+  // line would rescan the rest of the message each time (quadratic).
+  let nextColon = -2;
   let curEnd = 0;
   const close = () => {
     if (cur) fields.push({ name: cur.name, lowerName: cur.name.toLowerCase(), start: cur.start, colon: cur.colon, end: curEnd });
@@ -56,7 +59,8 @@ export function frameMessage(buf: Buffer): FramedMessage {
       curEnd = next;
     } else {
       close();
-      const colonAt = buf.indexOf(COLON, pos);
+      if (nextColon !== -1 && nextColon < pos) nextColon = buf.indexOf(COLON, pos);
+      const colonAt = nextColon;
       const hasColon = colonAt !== -1 && colonAt < eol;
       const colon = hasColon ? colonAt : eol;
       let nameEnd = colon;

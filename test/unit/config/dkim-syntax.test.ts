@@ -6,8 +6,8 @@ import {
   checkSelector,
   expandTemplate,
   parseDomainName,
-  parseHeaderList,
 } from '../../../src/config/dkim-syntax.js';
+import { parseHeaderList } from '../../../src/dkim/header-selection.js';
 
 describe('parseHeaderList', () => {
   it('reads names and modifiers and keeps their order', () => {
@@ -15,11 +15,11 @@ describe('parseHeaderList', () => {
       kind: 'ok',
       normalized: 'Received+:X-Example*:From:Subject?:Received',
       entries: [
-        { name: 'Received', modifier: '+' },
-        { name: 'X-Example', modifier: '*' },
-        { name: 'From', modifier: '' },
-        { name: 'Subject', modifier: '?' },
-        { name: 'Received', modifier: '' },
+        { name: 'Received', lowerName: 'received', mode: 'all' },
+        { name: 'X-Example', lowerName: 'x-example', mode: 'all-assert' },
+        { name: 'From', lowerName: 'from', mode: 'one' },
+        { name: 'Subject', lowerName: 'subject', mode: 'one-optional' },
+        { name: 'Received', lowerName: 'received', mode: 'one' },
       ],
     });
   });
