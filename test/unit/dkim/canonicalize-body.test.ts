@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { createBodyCanonicalizer } from '../../../src/dkim/canonicalize-body.js';
+import { createBodyCanonicalizer, WASM_MIN_BYTES } from '../../../src/dkim/canonicalize-body.js';
+import { canonicalizeRelaxedLines } from '../../../src/dkim/wasm/relaxed-lines.js';
+import { WASM_BASE64 } from '../../../src/dkim/wasm/relaxed-body-wasm.js';
+// @ts-expect-error: a plain .mjs build script without types
+import { compileWat } from '../../../scripts/build-wasm.mjs';
 import { referenceRelaxedBody, referenceSimpleBody } from '../../helpers/reference-canon.js';
 
 function canon(kind: 'simple' | 'relaxed', body: string, cuts: number[] = []): string {
@@ -77,6 +81,39 @@ describe('streaming canonicalization', () => {
       }),
       { numRuns: 3000 },
     );
+  });
+
+  // Bodies long enough for the WebAssembly path: whole runs of lines of at least WASM_MIN_BYTES.
+  const longBodyArb = fc
+    .array(fc.constantFrom('word ', 'a', ' ', '  ', '\t', '\r\n', '\r\n', ' \r\n', '\t\r\n', '\r', '\n', 'x'.repeat(40), '0123456789abcdef'), {
+      minLength: 200,
+      maxLength: 900,
+    })
+    .map((parts) => parts.join(''));
+
+  it('relaxed equals the reference on long bodies that take the WebAssembly path', () => {
+    fc.assert(
+      fc.property(longBodyArb, fc.array(fc.nat({ max: 8000 }), { maxLength: 3 }), (body, cuts) => {
+        expect(canon('relaxed', body, cuts)).toBe(referenceRelaxedBody(body));
+      }),
+      { numRuns: 1000 },
+    );
+  });
+
+  it('the WebAssembly scan canonicalizes whole lines exactly like the reference, at every alignment', () => {
+    const lines = ['a  b \r\n', '\t\tx\r\n', ' \r\n', '\r\n', 'plain line without anything\r\n', 'x \ty\r\n', 'bare\rcr \r\n'];
+    for (let offset = 0; offset < 32; offset++) {
+      const body = 'p'.repeat(offset) + '\r\n' + lines.join('').repeat(50);
+      const out = canonicalizeRelaxedLines(Buffer.from(body, 'latin1'), 0, body.length).toString('latin1');
+      const expected = body.split('\r\n').slice(0, -1).map((l) => l.replace(/[ \t]+/g, ' ').replace(/ $/, '') + '\r\n').join('');
+      expect(out).toBe(expected);
+    }
+    expect(WASM_MIN_BYTES).toBeGreaterThan(0);
+  });
+
+  it('ships WebAssembly bytes that match src/dkim/wasm/relaxed-body.wat (run scripts/build-wasm.mjs after editing it)', async () => {
+    const bytes: Buffer = await compileWat('src/dkim/wasm/relaxed-body.wat');
+    expect(bytes.toString('base64')).toBe(WASM_BASE64);
   });
 
   it('canonicalizes a hostile body of 5 MB of whitespace in linear time', () => {

@@ -1,0 +1,95 @@
+;; Relaxed body canonicalization (RFC 6376 §3.4.4) of whole lines, with SIMD.
+;; Input: memory[0, len) holds complete CRLF-terminated lines starting at a line start; memory[len]
+;; is 0 (a sentinel for the one-byte look-ahead). Output: memory[out, out + result) holds the lines
+;; with every WSP run reduced to one SP and WSP before each CRLF removed; the caller leaves 16 bytes
+;; of room after it. Empty lines are kept: the caller drops those at the end of the body.
+;;
+;; Speed: a block is "irregular" where a WSP run starts (HT, or SP followed by a byte <= 32). Clean
+;; blocks are copied 64 bytes per step; at an irregular block the clean prefix is copied whole and
+;; only the WSP run is handled byte by byte.
+(module
+  (memory (export "memory") 1)
+  (func (export "relaxed") (param $len i32) (param $out i32) (result i32)
+    (local $i i32) (local $o i32) (local $c i32) (local $mask i32)
+    (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128) (local $sp v128) (local $ht v128)
+    (local.set $sp (i8x16.splat (i32.const 32)))
+    (local.set $ht (i8x16.splat (i32.const 9)))
+    (local.set $o (local.get $out))
+    (block $done
+      (loop $main
+        (block $run
+          ;; 64 bytes at a time while all four blocks are clean.
+          (block $by16
+            (loop $fast64
+              (br_if $by16 (i32.gt_u (i32.add (local.get $i) (i32.const 64)) (local.get $len)))
+              (local.set $a0 (v128.load (local.get $i)))
+              (local.set $a1 (v128.load offset=16 (local.get $i)))
+              (local.set $a2 (v128.load offset=32 (local.get $i)))
+              (local.set $a3 (v128.load offset=48 (local.get $i)))
+              (br_if $by16
+                (v128.any_true
+                  (v128.or
+                    (v128.or
+                      (v128.or
+                        (v128.or (i8x16.eq (local.get $a0) (local.get $ht)) (i8x16.eq (local.get $a1) (local.get $ht)))
+                        (v128.or (i8x16.eq (local.get $a2) (local.get $ht)) (i8x16.eq (local.get $a3) (local.get $ht))))
+                      (v128.or
+                        (v128.and (i8x16.eq (local.get $a0) (local.get $sp)) (i8x16.le_u (v128.load offset=1 (local.get $i)) (local.get $sp)))
+                        (v128.and (i8x16.eq (local.get $a1) (local.get $sp)) (i8x16.le_u (v128.load offset=17 (local.get $i)) (local.get $sp)))))
+                    (v128.or
+                      (v128.and (i8x16.eq (local.get $a2) (local.get $sp)) (i8x16.le_u (v128.load offset=33 (local.get $i)) (local.get $sp)))
+                      (v128.and (i8x16.eq (local.get $a3) (local.get $sp)) (i8x16.le_u (v128.load offset=49 (local.get $i)) (local.get $sp)))))))
+              (v128.store (local.get $o) (local.get $a0))
+              (v128.store offset=16 (local.get $o) (local.get $a1))
+              (v128.store offset=32 (local.get $o) (local.get $a2))
+              (v128.store offset=48 (local.get $o) (local.get $a3))
+              (local.set $i (i32.add (local.get $i) (i32.const 64)))
+              (local.set $o (i32.add (local.get $o) (i32.const 64)))
+              (br $fast64)))
+          ;; 16 bytes at a time up to the first irregular byte.
+          (block $tail
+            (loop $fast16
+              (br_if $tail (i32.gt_u (i32.add (local.get $i) (i32.const 16)) (local.get $len)))
+              (local.set $a0 (v128.load (local.get $i)))
+              (local.set $mask
+                (i8x16.bitmask
+                  (v128.or
+                    (i8x16.eq (local.get $a0) (local.get $ht))
+                    (v128.and (i8x16.eq (local.get $a0) (local.get $sp)) (i8x16.le_u (v128.load offset=1 (local.get $i)) (local.get $sp))))))
+              (v128.store (local.get $o) (local.get $a0))
+              (if (local.get $mask)
+                (then
+                  ;; Keep the clean prefix (the rest of the stored block is overwritten later).
+                  (local.set $c (i32.ctz (local.get $mask)))
+                  (local.set $i (i32.add (local.get $i) (local.get $c)))
+                  (local.set $o (i32.add (local.get $o) (local.get $c)))
+                  (br $run)))
+              (local.set $i (i32.add (local.get $i) (i32.const 16)))
+              (local.set $o (i32.add (local.get $o) (i32.const 16)))
+              (br $fast16)))
+          ;; Fewer than 16 bytes left: byte at a time.
+          (loop $bytes
+            (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
+            (local.set $c (i32.load8_u (local.get $i)))
+            (br_if $run (i32.or (i32.eq (local.get $c) (i32.const 32)) (i32.eq (local.get $c) (i32.const 9))))
+            (i32.store8 (local.get $o) (local.get $c))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (local.set $o (i32.add (local.get $o) (i32.const 1)))
+            (br $bytes)))
+        ;; A WSP run starts at $i: skip it; before CRLF it vanishes, elsewhere it becomes one SP.
+        (loop $skip
+          (local.set $c (i32.load8_u (local.get $i)))
+          (if (i32.or (i32.eq (local.get $c) (i32.const 32)) (i32.eq (local.get $c) (i32.const 9)))
+            (then
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br $skip))))
+        (if (i32.and (i32.eq (local.get $c) (i32.const 13)) (i32.eq (i32.load8_u offset=1 (local.get $i)) (i32.const 10)))
+          (then
+            (i32.store16 (local.get $o) (i32.const 0x0a0d))
+            (local.set $o (i32.add (local.get $o) (i32.const 2)))
+            (local.set $i (i32.add (local.get $i) (i32.const 2))))
+          (else
+            (i32.store8 (local.get $o) (i32.const 32))
+            (local.set $o (i32.add (local.get $o) (i32.const 1)))))
+        (br $main)))
+    (i32.sub (local.get $o) (local.get $out))))
