@@ -6,7 +6,7 @@
 // line and pass unchanged lines on as slices of the input. Partial lines at chunk edges take the
 // byte-at-a-time path. Never a string, never a second pass.
 
-import { canonicalizeRelaxedLines } from './wasm/relaxed-lines.js';
+import { canonicalizeRelaxedLines } from './wasm/body-scan.js';
 
 const CR = 0x0d;
 const LF = 0x0a;

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createBodyCanonicalizer, WASM_MIN_BYTES } from '../../../src/dkim/canonicalize-body.js';
-import { canonicalizeRelaxedLines } from '../../../src/dkim/wasm/relaxed-lines.js';
-import { WASM_BASE64 } from '../../../src/dkim/wasm/relaxed-body-wasm.js';
+import { canonicalizeRelaxedLines, findFirstBadByte } from '../../../src/dkim/wasm/body-scan.js';
+import { WASM_BASE64 } from '../../../src/dkim/wasm/body-scan-wasm.js';
 // @ts-expect-error: a plain .mjs build script without types
 import { compileWat } from '../../../scripts/build-wasm.mjs';
 import { referenceRelaxedBody, referenceSimpleBody } from '../../helpers/reference-canon.js';
@@ -111,8 +111,32 @@ describe('streaming canonicalization', () => {
     expect(WASM_MIN_BYTES).toBeGreaterThan(0);
   });
 
-  it('ships WebAssembly bytes that match src/dkim/wasm/relaxed-body.wat (run scripts/build-wasm.mjs after editing it)', async () => {
-    const bytes: Buffer = await compileWat('src/dkim/wasm/relaxed-body.wat');
+  it('finds the first NUL, bare CR or bare LF exactly like a byte loop, at every alignment and edge', () => {
+    const reference = (s: string, before: number, after: number) => {
+      for (let i = 0; i < s.length; i++) {
+        const c = s.charCodeAt(i);
+        const prev = i === 0 ? before : s.charCodeAt(i - 1);
+        const next = i === s.length - 1 ? after : s.charCodeAt(i + 1);
+        if (c === 0 || (c === 10 && prev !== 13) || (c === 13 && next !== 10)) return i;
+      }
+      return -1;
+    };
+    fc.assert(
+      fc.property(
+        fc.array(fc.constantFrom('ab', 'line of text', '\r\n', '\r\n', '\r', '\n', '\0', 'x'.repeat(30)), { maxLength: 40 }).map((p) => p.join('')),
+        fc.constantFrom(0, 13),
+        fc.constantFrom(0, 10),
+        (s, before, after) => {
+          const buf = Buffer.from(`zz${s}zz`, 'latin1');
+          expect(findFirstBadByte(buf, 2, 2 + s.length, before, after)).toBe(reference(s, before, after));
+        },
+      ),
+      { numRuns: 3000 },
+    );
+  });
+
+  it('ships WebAssembly bytes that match src/dkim/wasm/body-scan.wat (run scripts/build-wasm.mjs after editing it)', async () => {
+    const bytes: Buffer = await compileWat('src/dkim/wasm/body-scan.wat');
     expect(bytes.toString('base64')).toBe(WASM_BASE64);
   });
 

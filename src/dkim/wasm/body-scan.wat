@@ -1,4 +1,6 @@
-;; Relaxed body canonicalization (RFC 6376 §3.4.4) of whole lines, with SIMD.
+;; SIMD scans of message bodies: relaxed canonicalization and line-ending checks.
+;;
+;; relaxed: relaxed body canonicalization (RFC 6376 §3.4.4) of whole lines.
 ;; Input: memory[0, len) holds complete CRLF-terminated lines starting at a line start; memory[len]
 ;; is 0 (a sentinel for the one-byte look-ahead). Output: memory[out, out + result) holds the lines
 ;; with every WSP run reduced to one SP and WSP before each CRLF removed; the caller leaves 16 bytes
@@ -92,4 +94,45 @@
             (i32.store8 (local.get $o) (i32.const 32))
             (local.set $o (i32.add (local.get $o) (i32.const 1)))))
         (br $main)))
-    (i32.sub (local.get $o) (local.get $out))))
+    (i32.sub (local.get $o) (local.get $out)))
+  ;; first_bad_byte: the offset of the first NUL, bare CR (not followed by LF) or bare LF (not
+  ;; preceded by CR) in memory[16, 16 + len), or len when there is none. memory[15] holds the byte
+  ;; before the region and memory[16 + len] the byte after it (the caller sets both).
+  (func (export "first_bad_byte") (param $len i32) (result i32)
+    (local $i i32) (local $end i32) (local $a v128) (local $mask i32) (local $c i32)
+    (local $cr v128) (local $lf v128)
+    (local.set $cr (i8x16.splat (i32.const 13)))
+    (local.set $lf (i8x16.splat (i32.const 10)))
+    (local.set $i (i32.const 16))
+    (local.set $end (i32.add (local.get $len) (i32.const 16)))
+    (block $tail
+      (loop $blocks
+        (br_if $tail (i32.gt_u (i32.add (local.get $i) (i32.const 16)) (local.get $end)))
+        (local.set $a (v128.load (local.get $i)))
+        (local.set $mask
+          (i8x16.bitmask
+            (v128.or
+              (v128.or
+                (i8x16.eq (local.get $a) (v128.const i32x4 0 0 0 0))
+                (v128.and (i8x16.eq (local.get $a) (local.get $lf))
+                          (i8x16.ne (v128.load offset=0 (i32.sub (local.get $i) (i32.const 1))) (local.get $cr))))
+              (v128.and (i8x16.eq (local.get $a) (local.get $cr))
+                        (i8x16.ne (v128.load offset=1 (local.get $i)) (local.get $lf))))))
+        (if (local.get $mask)
+          (then (return (i32.sub (i32.add (local.get $i) (i32.ctz (local.get $mask))) (i32.const 16)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 16)))
+        (br $blocks)))
+    (block $none
+      (loop $bytes
+        (br_if $none (i32.ge_u (local.get $i) (local.get $end)))
+        (local.set $c (i32.load8_u (local.get $i)))
+        (if (i32.or
+              (i32.eqz (local.get $c))
+              (i32.or
+                (i32.and (i32.eq (local.get $c) (i32.const 10)) (i32.ne (i32.load8_u (i32.sub (local.get $i) (i32.const 1))) (i32.const 13)))
+                (i32.and (i32.eq (local.get $c) (i32.const 13)) (i32.ne (i32.load8_u offset=1 (local.get $i)) (i32.const 10)))))
+          (then (return (i32.sub (local.get $i) (i32.const 16)))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $bytes)))
+    (local.get $len))
+)
