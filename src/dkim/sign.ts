@@ -191,14 +191,18 @@ function buildField(
   return { prefix: f.toString(), folder: f };
 }
 
-/** Signs a whole message held in memory; one field per signer, to be prepended in the returned order. */
-export async function signMessage(message: Buffer, signers: readonly Signer[], nowSec: number): Promise<SignOutcome> {
-  const framed = frameMessage(message);
+/** The body hashes the signers need (feed them to a BodyHasher while the body arrives). */
+export function bodyHashSpecs(signers: readonly Signer[]): BodyHashSpec[] {
+  return signers.map((s) => ({ canon: s.config.bodyCanon, hash: s.hashAlgorithm, limit: null }));
+}
+
+/**
+ * Signs a message whose header is framed and whose body was hashed with `bodyHashSpecs(signers)`;
+ * one field per signer, to be prepended in the returned order.
+ */
+export function signFramed(framed: FramedMessage, bodies: BodyHasher, signers: readonly Signer[], nowSec: number): SignOutcome {
   if (!framed.fields.some((f) => f.lowerName === 'from')) return { kind: 'error', reason: 'message has no From field' };
-  const specs: BodyHashSpec[] = signers.map((s) => ({ canon: s.config.bodyCanon, hash: s.hashAlgorithm, limit: null }));
-  const bodies = new BodyHasher(specs);
-  bodies.update(message.subarray(framed.bodyStart));
-  bodies.finish();
+  const specs = bodyHashSpecs(signers);
   const fields: string[] = [];
   for (let i = 0; i < signers.length; i++) {
     const signer = signers[i]!;
@@ -226,4 +230,14 @@ export async function signMessage(message: Buffer, signers: readonly Signer[], n
     fields.push(`${folder.toString()}\r\n`);
   }
   return { kind: 'signed', fields };
+}
+
+/** Signs a whole message held in memory; one field per signer, to be prepended in the returned order. */
+export async function signMessage(message: Buffer, signers: readonly Signer[], nowSec: number): Promise<SignOutcome> {
+  const framed = frameMessage(message);
+  if (!framed.fields.some((f) => f.lowerName === 'from')) return { kind: 'error', reason: 'message has no From field' };
+  const bodies = new BodyHasher(bodyHashSpecs(signers));
+  bodies.update(message.subarray(framed.bodyStart));
+  bodies.finish();
+  return signFramed(framed, bodies, signers, nowSec);
 }
