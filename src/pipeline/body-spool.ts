@@ -1,0 +1,86 @@
+// Holds a message body while it arrives: in memory up to a threshold, then in a temporary file, so
+// memory stays bounded with hundreds of concurrent clients.
+// Touches: one temporary file (mode 0600) per large message, removed by dispose().
+
+import { randomBytes } from 'node:crypto';
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export type SpoolWriteOutcome = { kind: 'ok' } | { kind: 'failed'; reason: 'disk_full' | 'io_error'; detail: string };
+
+const READ_BYTES = 256 * 1024;
+
+export class BodySpool {
+  private chunks: Buffer[] = [];
+  private memoryBytes = 0;
+  private file: FileHandle | null = null;
+  private path: string | null = null;
+  private fileBytes = 0;
+
+  constructor(
+    private readonly thresholdBytes: number,
+    private readonly dir: string,
+  ) {}
+
+  get size(): number {
+    return this.memoryBytes + this.fileBytes;
+  }
+
+  get spilled(): boolean {
+    return this.file !== null;
+  }
+
+  /** Appends bytes (the caller may reuse `chunk` afterwards only if it copies: we keep a reference). */
+  async write(chunk: Buffer): Promise<SpoolWriteOutcome> {
+    if (chunk.length === 0) return { kind: 'ok' };
+    if (this.file === null && this.memoryBytes + chunk.length <= this.thresholdBytes) {
+      this.chunks.push(chunk);
+      this.memoryBytes += chunk.length;
+      return { kind: 'ok' };
+    }
+    try {
+      if (this.file === null) {
+        this.path = join(this.dir, `dkimgate-${process.pid}-${randomBytes(8).toString('hex')}.spool`);
+        this.file = await open(this.path, 'wx+', 0o600);
+      }
+      const { bytesWritten } = await this.file.write(chunk, 0, chunk.length, this.fileBytes);
+      if (bytesWritten !== chunk.length) return { kind: 'failed', reason: 'disk_full', detail: 'short write to the spool file' };
+      this.fileBytes += chunk.length;
+      return { kind: 'ok' };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const reason = code === 'ENOSPC' || code === 'EDQUOT' ? 'disk_full' : 'io_error';
+      return { kind: 'failed', reason, detail: (err as Error).message };
+    }
+  }
+
+  /** The body from the start: memory chunks, then the file in large reads. */
+  async *read(): AsyncGenerator<Buffer> {
+    yield* this.chunks;
+    if (this.file === null) return;
+    let position = 0;
+    while (position < this.fileBytes) {
+      const buf = Buffer.allocUnsafe(Math.min(READ_BYTES, this.fileBytes - position));
+      const { bytesRead } = await this.file.read(buf, 0, buf.length, position);
+      if (bytesRead === 0) throw new Error(`spool file ${this.path} ended early`);
+      position += bytesRead;
+      yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
+    }
+  }
+
+  /** The in-memory body as one list (only when not spilled), for small messages. */
+  memoryChunks(): readonly Buffer[] | null {
+    return this.file === null ? this.chunks : null;
+  }
+
+  async dispose(): Promise<void> {
+    this.chunks = [];
+    this.memoryBytes = 0;
+    const file = this.file;
+    const path = this.path;
+    this.file = null;
+    this.path = null;
+    if (file) await file.close().catch(() => undefined);
+    if (path) await rm(path, { force: true }).catch(() => undefined);
+  }
+}

@@ -1,0 +1,121 @@
+// Receives one message from the DATA stream: line endings checked, header framed, body hashed and
+// spooled as it arrives, so DKIM work overlaps the network and no second pass is needed.
+// Input: untrusted DATA bytes (already dot-unstuffed by smtp-server); every size is bounded.
+
+import type { Readable } from 'node:stream';
+import { BodyHasher, type BodyHashSpec } from '../dkim/body-hasher.js';
+import { frameMessage, type FramedMessage } from '../mail/header-fields.js';
+import { LineEndingGuard, type LineEndingPolicy } from '../mail/line-ending-guard.js';
+import { BodySpool } from './body-spool.js';
+
+export interface ReceiveOptions {
+  maxHeaderBytes: number;
+  maxMessageBytes: number;
+  /** Bodies larger than this go to a temporary file. */
+  spillThresholdBytes: number;
+  spoolDir: string;
+  lineEndings: LineEndingPolicy;
+}
+
+/** Called once, when the header section is complete: returns the body hashes DKIM will need. */
+export type OnHeader = (framed: FramedMessage) => BodyHashSpec[];
+
+export interface ReceivedMessage {
+  /** The header section as received (line endings normalized), with the empty line that ends it if there was one. */
+  header: Buffer;
+  framed: FramedMessage;
+  body: BodySpool;
+  bodyHashes: BodyHasher;
+  sizeBytes: number;
+}
+
+export type ReceiveOutcome =
+  | { kind: 'received'; message: ReceivedMessage }
+  | { kind: 'refused'; reason: 'bare_cr' | 'bare_lf' | 'nul' | 'header_too_large' | 'message_too_large' }
+  | { kind: 'spool_failed'; reason: 'disk_full' | 'io_error'; detail: string }
+  | { kind: 'aborted'; detail: string };
+
+const HEADER_END = Buffer.from('\r\n\r\n');
+
+export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onHeader: OnHeader): Promise<ReceiveOutcome> {
+  const guard = new LineEndingGuard(opts.lineEndings);
+  const spool = new BodySpool(opts.spillThresholdBytes, opts.spoolDir);
+  const headerParts: Buffer[] = [];
+  let headerBytes = 0;
+  let header: Buffer | null = null;
+  let hasher: BodyHasher | null = null;
+  let framed: FramedMessage | null = null;
+  let total = 0;
+  // Once refused, the rest of the stream is read and dropped so that the client gets our reply.
+  let failure: ReceiveOutcome | null = null;
+
+  const startBody = (headerBuf: Buffer) => {
+    header = headerBuf;
+    framed = frameMessage(headerBuf);
+    hasher = new BodyHasher(onHeader(framed));
+  };
+
+  const takeBody = async (bytes: Buffer): Promise<ReceiveOutcome | null> => {
+    if (bytes.length === 0) return null;
+    hasher!.update(bytes);
+    const written = await spool.write(bytes);
+    return written.kind === 'ok' ? null : { kind: 'spool_failed', reason: written.reason, detail: written.detail };
+  };
+
+  const take = async (chunk: Buffer): Promise<ReceiveOutcome | null> => {
+    total += chunk.length;
+    if (total > opts.maxMessageBytes) return { kind: 'refused', reason: 'message_too_large' };
+    if (header !== null) return takeBody(chunk);
+    // Look for the empty line, across the previous chunk's last bytes.
+    const prevTail = headerParts.length > 0 ? headerParts[headerParts.length - 1]!.subarray(-3) : Buffer.alloc(0);
+    const atStart = headerBytes === 0 && chunk[0] === 0x0d && chunk[1] === 0x0a;
+    let split = -1;
+    if (atStart) {
+      split = 2; // no header fields at all
+    } else {
+      const joined = prevTail.length > 0 ? Buffer.concat([prevTail, chunk.subarray(0, Math.min(chunk.length, 3))]) : null;
+      const acrossAt = joined ? joined.indexOf(HEADER_END) : -1;
+      if (acrossAt !== -1) split = acrossAt + 4 - prevTail.length;
+      else {
+        const at = chunk.indexOf(HEADER_END);
+        if (at !== -1) split = at + 4;
+      }
+    }
+    if (split === -1) {
+      headerParts.push(chunk);
+      headerBytes += chunk.length;
+      return headerBytes > opts.maxHeaderBytes ? { kind: 'refused', reason: 'header_too_large' } : null;
+    }
+    headerParts.push(chunk.subarray(0, split));
+    headerBytes += split;
+    if (headerBytes > opts.maxHeaderBytes) return { kind: 'refused', reason: 'header_too_large' };
+    startBody(Buffer.concat(headerParts, headerBytes));
+    return takeBody(chunk.subarray(split));
+  };
+
+  try {
+    for await (const raw of stream) {
+      if (failure) continue;
+      const guarded = guard.write(raw as Buffer);
+      if (guarded.kind === 'refused') {
+        failure = { kind: 'refused', reason: guarded.reason };
+        continue;
+      }
+      failure = await take(guarded.chunk);
+    }
+  } catch (err) {
+    failure ??= { kind: 'aborted', detail: (err as Error).message };
+  }
+  if (!failure) {
+    const last = guard.end();
+    if (last.kind === 'refused') failure = { kind: 'refused', reason: last.reason };
+  }
+  if (failure) {
+    await spool.dispose();
+    return failure;
+  }
+  // A message without an empty line is all header.
+  if (header === null) startBody(Buffer.concat(headerParts, headerBytes));
+  hasher!.finish();
+  return { kind: 'received', message: { header: header!, framed: framed!, body: spool, bodyHashes: hasher!, sizeBytes: total } };
+}
