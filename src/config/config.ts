@@ -29,6 +29,8 @@ export interface ListenerConfig {
   xforwardHosts: string[] | null;
   /** Offer AUTH without TLS on this listener. */
   allowInsecureAuth: boolean;
+  /** Bare LF in a message: turned into CRLF, or refused with 550 5.5.2. A bare CR or NUL is always refused. */
+  lineEndings: 'normalize' | 'reject';
 }
 
 export interface NextHopConfig {
@@ -51,6 +53,10 @@ export interface LimitsConfig {
   nextHopTimeout: number;
   /** Seconds SIGTERM waits for transactions in flight. */
   drainTimeout: number;
+  /** Bodies larger than this many bytes are spooled to a temporary file. */
+  spillThreshold: number;
+  /** Directory of spool files; null: the system's temporary directory. */
+  spoolDir: string | null;
 }
 
 export interface VerifyConfig {

@@ -23,6 +23,7 @@ export const DEFAULTS: Readonly<{ config: Readonly<Config>; items: Readonly<Item
         relayHosts: null,
         xforwardHosts: null,
         allowInsecureAuth: false,
+        lineEndings: 'normalize',
       },
     ],
     nextHop: { host: '127.0.0.1', port: 10026, tls: 'none', auth: null },
@@ -36,6 +37,8 @@ export const DEFAULTS: Readonly<{ config: Readonly<Config>; items: Readonly<Item
       socketTimeout: 300,
       nextHopTimeout: 120,
       drainTimeout: 60,
+      spillThreshold: 262_144,
+      spoolDir: null,
     },
     verify: { enabled: true, maxSignatures: 5, minKeyBits: 1024, allowSha1: false, clockSkew: 300 },
     policy: { onTemperror: 'accept', require: [], dryRun: false },
@@ -64,6 +67,7 @@ export const DEFAULTS: Readonly<{ config: Readonly<Config>; items: Readonly<Item
       relayHosts: null,
       xforwardHosts: null,
       allowInsecureAuth: false,
+      lineEndings: 'normalize',
     },
     // Default aligned: a require rule exists to stop spoofing of the author domain, and a passing
     // signature from any other domain (a list, a forwarder) does not do that.

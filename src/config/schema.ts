@@ -157,6 +157,11 @@ const LISTENER: ObjectNode = {
     relay_hosts: { kind: 'nullable', inner: cidrList('Overrides the global relay_hosts on this listener.') },
     xforward_hosts: { kind: 'nullable', inner: cidrList('Overrides the global xforward_hosts on this listener.') },
     allow_insecure_auth: { kind: 'boolean', description: 'Offer AUTH before STARTTLS (loopback only, please).' },
+    line_endings: {
+      kind: 'enum',
+      values: ['normalize', 'reject'],
+      description: 'Bare LF: turned into CRLF (normalize) or refused with 550 5.5.2 (reject). A bare CR or NUL is always refused.',
+    },
   },
 };
 
@@ -208,6 +213,8 @@ export const CONFIG_SCHEMA: ObjectNode = {
         socket_timeout: seconds('Client silence before 421 4.4.2'),
         next_hop_timeout: seconds('Time for the next hop to answer any command'),
         drain_timeout: seconds('Time SIGTERM waits for transactions in flight', false),
+        spill_threshold: { kind: 'integer', min: 0, max: Number.MAX_SAFE_INTEGER, description: 'Bodies over this many bytes are spooled to a temporary file.' },
+        spool_dir: { kind: 'nullable', description: 'Directory for spool files (default: the system temporary directory).', inner: text('directory') },
       },
     },
     verify: {

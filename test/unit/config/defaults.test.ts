@@ -23,12 +23,12 @@ describe('configuration defaults', () => {
   });
 
   it.each([
-    ['listen', [{ host: '127.0.0.1', port: 10027, protocol: 'smtp', tls: null, relayHosts: null, xforwardHosts: null, allowInsecureAuth: false }]],
+    ['listen', [{ host: '127.0.0.1', port: 10027, protocol: 'smtp', tls: null, relayHosts: null, xforwardHosts: null, allowInsecureAuth: false, lineEndings: 'normalize' }]],
     ['nextHop', { host: '127.0.0.1', port: 10026, tls: 'none', auth: null }],
     ['relayHosts', ['127.0.0.1/32', '::1/128']],
     ['xforwardHosts', []],
     ['usersFile', null],
-    ['limits', { maxMessageSize: 52428800, maxHeaderSize: 1048576, maxClients: 500, socketTimeout: 300, nextHopTimeout: 120, drainTimeout: 60 }],
+    ['limits', { maxMessageSize: 52428800, maxHeaderSize: 1048576, maxClients: 500, socketTimeout: 300, nextHopTimeout: 120, drainTimeout: 60, spillThreshold: 262144, spoolDir: null }],
     ['verify', { enabled: true, maxSignatures: 5, minKeyBits: 1024, allowSha1: false, clockSkew: 300 }],
     ['policy', { onTemperror: 'accept', require: [], dryRun: false }],
     ['dns', { servers: [], zoneFiles: [], timeout: 5000, cacheSize: 2048, cacheTtl: 300, negativeTtl: 3600 }],

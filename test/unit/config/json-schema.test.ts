@@ -34,7 +34,7 @@ describe('configJsonSchema', () => {
     expect(schema.properties['limits']?.properties['max_message_size']?.default).toBe(52428800);
     expect(schema.properties['sign']?.properties['key']?.default).toBe('keys/%{d}/%{s}.pem');
     expect(schema.properties['listen']?.default).toEqual([
-      { host: '127.0.0.1', port: 10027, protocol: 'smtp', tls: null, relay_hosts: null, xforward_hosts: null, allow_insecure_auth: false },
+      { host: '127.0.0.1', port: 10027, protocol: 'smtp', tls: null, relay_hosts: null, xforward_hosts: null, allow_insecure_auth: false, line_endings: 'normalize' },
     ]);
     expect(schema.properties['authserv_id']?.default).toBeUndefined();
   });

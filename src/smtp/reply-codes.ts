@@ -1,0 +1,64 @@
+// The one home of dkimgate's SMTP replies (reliability.md "Reply codes"): outcomes -> code,
+// enhanced status code (RFC 3463, RFC 7372) and text. Pure; texts never contain client input.
+
+export interface SmtpReplyValue {
+  readonly code: number;
+  readonly enhanced: string;
+  readonly text: string;
+}
+
+function reply(code: number, enhanced: string, text: string): SmtpReplyValue {
+  return { code, enhanced, text };
+}
+
+export const REPLIES = {
+  shuttingDown: reply(421, '4.3.2', 'shutting down, try again later'),
+  tooManyConnections: reply(421, '4.7.0', 'too many connections, try again later'),
+  sessionTimeout: reply(421, '4.4.2', 'timeout, closing connection'),
+  nextHopUnreachable: reply(451, '4.4.1', 'next hop unreachable, try again later'),
+  nextHopLost: reply(451, '4.4.2', 'next hop connection lost, try again later'),
+  nextHopTimeout: reply(451, '4.4.2', 'next hop timed out, try again later'),
+  nextHopGarbled: reply(451, '4.4.2', 'next hop answered garbage, try again later'),
+  internalError: reply(451, '4.3.0', 'internal error, try again later'),
+  signingKeyUnavailable: reply(451, '4.3.0', 'signing key unavailable, try again later'),
+  dnsTempfail: reply(451, '4.7.5', 'DKIM key lookup failed temporarily, try again later'),
+  outOfDisk: reply(452, '4.3.1', 'insufficient system storage, try again later'),
+  bareLineEnding: reply(550, '5.5.2', 'message has bare CR or LF line endings: use CRLF'),
+  bareLf: reply(550, '5.5.2', 'message has bare LF line endings: use CRLF'),
+  bareCr: reply(550, '5.5.2', 'message has a bare CR: use CRLF line endings'),
+  nul: reply(550, '5.6.0', 'message contains NUL bytes'),
+  tooBig: reply(552, '5.3.4', 'message too big'),
+  headerTooBig: reply(552, '5.3.4', 'header section too big'),
+  noPassingSignature: reply(550, '5.7.20', 'no passing DKIM signature found'),
+  noAcceptableSignature: reply(550, '5.7.21', 'no acceptable DKIM signature found'),
+  noAlignedSignature: reply(550, '5.7.22', 'no valid author-matched DKIM signature found'),
+  badCredentials: reply(535, '5.7.8', 'authentication credentials invalid'),
+  authNeedsTls: reply(538, '5.7.11', 'encryption required for requested authentication mechanism'),
+  proxyNotAllowed: reply(550, '5.7.1', 'XFORWARD not allowed from this client'),
+  domainNotAllowed: reply(550, '5.7.1', 'not allowed to send as this domain'),
+} as const satisfies Record<string, SmtpReplyValue>;
+
+/** An Error smtp-server turns into our reply: the text starts with the enhanced code (see enhanced-status.ts). */
+export function replyError(value: SmtpReplyValue): Error & { responseCode: number } {
+  const err = new Error(`${value.enhanced} ${value.text}`) as Error & { responseCode: number };
+  err.responseCode = value.code;
+  return err;
+}
+
+const ENHANCED = /^([245])\.(\d{1,3})\.(\d{1,3})$/;
+
+/**
+ * A next hop's 4xx/5xx passed on with its class and code (reliability.md): its enhanced code when it
+ * gave a valid one of the same class, else the generic one; its text with the next hop's own names
+ * replaced, so no internal host name is revealed.
+ */
+export function passThrough(code: number, enhanced: string | null, text: string, hideNames: readonly string[]): SmtpReplyValue {
+  const cls = Math.floor(code / 100);
+  const validCode = code >= 400 && code <= 599 ? code : 451;
+  const e = enhanced && ENHANCED.exec(enhanced) && enhanced[0] === String(cls) ? enhanced : `${Math.floor(validCode / 100)}.0.0`;
+  let safe = text.replace(/[^\x20-\x7e]/g, ' ').slice(0, 200);
+  for (const name of hideNames) {
+    if (name.length >= 3) safe = safe.split(name).join('next-hop');
+  }
+  return { code: validCode, enhanced: e, text: `next hop: ${safe.trim() || 'refused'}` };
+}
