@@ -1,0 +1,142 @@
+import { describe, expect, it } from 'vitest';
+import type { PolicyConfig } from '../../../src/config/config.js';
+import type { DkimResult } from '../../../src/dkim/results.js';
+import type { SignatureVerdict } from '../../../src/dkim/verify.js';
+import { applyVerifyPolicy, isAligned } from '../../../src/policy/apply-verify-policy.js';
+
+function verdict(result: DkimResult, domain: string | null, testing = false): SignatureVerdict {
+  return {
+    result,
+    reason: null,
+    detail: null,
+    domain,
+    selector: 's1',
+    identity: null,
+    algorithm: 'rsa-sha256',
+    canonicalization: 'relaxed/relaxed',
+    keyBits: 2048,
+    headerB: 'AbCdEfGh',
+    testing,
+  };
+}
+
+function policy(over: Partial<PolicyConfig> = {}): PolicyConfig {
+  return {
+    onTemperror: 'accept',
+    require: [
+      { domain: 'example.bank', aligned: true },
+      { domain: 'loose.example', aligned: false },
+    ],
+    dryRun: false,
+    ...over,
+  };
+}
+
+describe('applyVerifyPolicy', () => {
+  it.each<[string, SignatureVerdict[], string[]]>([
+    ['an aligned pass for a required domain', [verdict('pass', 'example.bank')], ['example.bank']],
+    ['a pass by a parent domain of a required domain', [verdict('pass', 'bank.example')], ['news.bank.example']],
+    ['any passing signature when alignment is not required', [verdict('pass', 'esp.example')], ['loose.example']],
+    ['an aligned pass beside failing signatures', [verdict('fail', 'example.bank'), verdict('pass', 'EXAMPLE.BANK')], ['example.bank']],
+    ['a message from a domain without a rule, unsigned', [], ['other.example']],
+    ['a failing signature from a domain without a rule', [verdict('fail', 'other.example')], ['other.example']],
+    ['a From domain in another case', [verdict('pass', 'example.bank')], ['Example.Bank.']],
+  ])('accepts %s', (_name, verdicts, from) => {
+    const rules = policy({ require: [...policy().require, { domain: 'news.bank.example', aligned: true }] });
+    expect(applyVerifyPolicy(verdicts, from, rules)).toEqual({ kind: 'accept' });
+  });
+
+  it.each<[string, SignatureVerdict[], 'no_passing' | 'none_acceptable' | 'not_aligned']>([
+    ['no signature at all (5.7.20)', [], 'no_passing'],
+    ['only failing signatures (5.7.20)', [verdict('fail', 'example.bank'), verdict('permerror', 'example.bank'), verdict('neutral', null)], 'no_passing'],
+    ['only a testing-mode pass (5.7.21)', [verdict('pass', 'example.bank', true)], 'none_acceptable'],
+    ['only policy results (5.7.21)', [verdict('policy', 'example.bank')], 'none_acceptable'],
+    ['a pass by another domain (5.7.22)', [verdict('pass', 'esp.example')], 'not_aligned'],
+    ['a pass by a subdomain of the author domain (5.7.22)', [verdict('pass', 'mail.example.bank')], 'not_aligned'],
+    ['a pass by a look-alike domain (5.7.22)', [verdict('pass', 'badexample.bank')], 'not_aligned'],
+    ['a pass by a bare TLD (5.7.22)', [verdict('pass', 'bank')], 'not_aligned'],
+    ['an aligned testing-mode pass and an unaligned pass (5.7.22)', [verdict('pass', 'example.bank', true), verdict('pass', 'esp.example')], 'not_aligned'],
+  ])('rejects a required aligned domain with %s', (_name, verdicts, status) => {
+    expect(applyVerifyPolicy(verdicts, ['example.bank'], policy())).toMatchObject({ kind: 'reject', status, domain: 'example.bank', dryRun: false });
+  });
+
+  it('gives each rejection a reason naming the domain', () => {
+    expect(applyVerifyPolicy([], ['example.bank'], policy())).toEqual({
+      kind: 'reject',
+      status: 'no_passing',
+      domain: 'example.bank',
+      dryRun: false,
+      reason: 'no passing signature for example.bank',
+    });
+  });
+
+  it('rejects a required domain without alignment only when nothing acceptable passed', () => {
+    expect(applyVerifyPolicy([verdict('pass', 'esp.example', true)], ['loose.example'], policy())).toMatchObject({ kind: 'reject', status: 'none_acceptable' });
+    expect(applyVerifyPolicy([verdict('fail', 'loose.example')], ['loose.example'], policy())).toMatchObject({ kind: 'reject', status: 'no_passing' });
+  });
+
+  it('applies the rule to a required domain among several From fields (its signatures are all policy)', () => {
+    const verdicts = [verdict('policy', 'example.bank')];
+    expect(applyVerifyPolicy(verdicts, ['other.example', 'example.bank'], policy())).toMatchObject({ kind: 'reject', status: 'none_acceptable', domain: 'example.bank' });
+  });
+
+  it('does not apply a rule to subdomains of the required domain', () => {
+    expect(applyVerifyPolicy([], ['mail.example.bank'], policy())).toEqual({ kind: 'accept' });
+  });
+
+  it('marks a rejection dryRun under dry_run', () => {
+    expect(applyVerifyPolicy([], ['example.bank'], policy({ dryRun: true }))).toMatchObject({ kind: 'reject', status: 'no_passing', dryRun: true });
+  });
+
+  describe('temperror', () => {
+    it('accepts a temperror without a pass by default', () => {
+      expect(applyVerifyPolicy([verdict('temperror', 'other.example')], ['other.example'], policy())).toEqual({ kind: 'accept' });
+    });
+
+    it('tempfails a temperror without a pass under on_temperror: tempfail', () => {
+      expect(applyVerifyPolicy([verdict('temperror', 'other.example'), verdict('fail', 'x.example')], ['other.example'], policy({ onTemperror: 'tempfail' }))).toEqual({
+        kind: 'tempfail',
+        dryRun: false,
+        reason: 'temporary DNS failure and no passing signature',
+      });
+    });
+
+    it('accepts a temperror beside a pass under on_temperror: tempfail', () => {
+      const verdicts = [verdict('temperror', 'other.example'), verdict('pass', 'esp.example')];
+      expect(applyVerifyPolicy(verdicts, ['other.example'], policy({ onTemperror: 'tempfail' }))).toEqual({ kind: 'accept' });
+    });
+
+    it('marks the tempfail dryRun under dry_run', () => {
+      expect(applyVerifyPolicy([verdict('temperror', 'a.example')], ['a.example'], policy({ onTemperror: 'tempfail', dryRun: true }))).toMatchObject({ kind: 'tempfail', dryRun: true });
+    });
+
+    it('tempfails, never rejects, a required domain whose aligned signature hit a temperror, even with on_temperror: accept', () => {
+      expect(applyVerifyPolicy([verdict('temperror', 'example.bank')], ['example.bank'], policy())).toMatchObject({ kind: 'tempfail', dryRun: false });
+      expect(applyVerifyPolicy([verdict('pass', 'esp.example'), verdict('temperror', 'example.bank')], ['example.bank'], policy())).toMatchObject({ kind: 'tempfail' });
+    });
+
+    it('rejects a required aligned domain when only an unaligned signature hit a temperror', () => {
+      expect(applyVerifyPolicy([verdict('temperror', 'esp.example')], ['example.bank'], policy({ onTemperror: 'tempfail' }))).toMatchObject({ kind: 'reject', status: 'no_passing' });
+    });
+
+    it('tempfails a required domain without alignment on any temperror', () => {
+      expect(applyVerifyPolicy([verdict('temperror', 'esp.example')], ['loose.example'], policy())).toMatchObject({ kind: 'tempfail' });
+    });
+  });
+});
+
+describe('isAligned', () => {
+  it.each<[string | null, string, boolean]>([
+    ['example.com', 'example.com', true],
+    ['Example.COM', 'example.com', true],
+    ['example.com', 'news.example.com', true],
+    ['example.com.', 'a.b.example.com', true],
+    ['news.example.com', 'example.com', false],
+    ['ample.com', 'example.com', false],
+    ['com', 'example.com', false],
+    [null, 'example.com', false],
+    ['', 'example.com', false],
+  ])('d=%s with author %s: %s', (d, author, expected) => {
+    expect(isAligned(d, author)).toBe(expected);
+  });
+});
