@@ -20,7 +20,16 @@ export function canonicalizeHeaderSimple(buf: Buffer, start: number, end: number
  */
 export function canonicalizeHeaderRelaxed(buf: Buffer, start: number, end: number): Buffer {
   const out = Buffer.allocUnsafe(end - start + 2);
-  let o = 0;
+  return out.subarray(0, relaxedInto(buf, start, end, -1, -1, out, 0));
+}
+
+/**
+ * relaxed canonicalization of bytes [start, end) without the bytes [skipFrom, skipTo) (a range after
+ * the colon, or skipFrom = -1), written to `out` at `o`; returns the offset after the final CRLF.
+ * `out` needs room for end - start + 2 bytes. Writing in place lets callers build the whole
+ * header hash input in one buffer.
+ */
+export function relaxedInto(buf: Buffer, start: number, end: number, skipFrom: number, skipTo: number, out: Buffer, o: number): number {
   let i = start;
   // Name: lower-cased, WSP before the colon dropped.
   let nameEnd = o;
@@ -33,29 +42,63 @@ export function canonicalizeHeaderRelaxed(buf: Buffer, start: number, end: numbe
   }
   o = nameEnd;
   out[o++] = COLON;
-  i++;
-  // Value: CR and LF removed (unfolding), WSP runs -> one SP, none at either end.
-  let pendingSpace = false;
-  let seenContent = false;
-  for (; i < end; i++) {
-    const b = buf[i]!;
-    if (b === CR || b === LF) continue;
-    if (b === SP || b === HT) {
-      pendingSpace = seenContent;
-      continue;
-    }
-    if (pendingSpace) {
-      out[o++] = SP;
-      pendingSpace = false;
-    }
-    out[o++] = b;
-    seenContent = true;
+  const valueStart = o;
+  if (skipTo > skipFrom && skipFrom > i) {
+    o = relaxedValue(buf, i + 1, skipFrom, out, o, valueStart);
+    o = relaxedValue(buf, skipTo, end, out, o, valueStart);
+  } else {
+    o = relaxedValue(buf, i + 1, end, out, o, valueStart);
   }
+  // No WSP at the end of the value.
+  if (o > valueStart && out[o - 1] === SP) o--;
   out[o++] = CR;
   out[o++] = LF;
-  return out.subarray(0, o);
+  return o;
+}
+
+/**
+ * Value bytes [from, to) of a relaxed field written at `o`: CR and LF removed (unfolding), each WSP run
+ * after the value's first content (at valueStart) written as one SP. All state is in `out`, so a value
+ * may be written in several ranges.
+ */
+function relaxedValue(buf: Buffer, from: number, to: number, out: Buffer, o: number, valueStart: number): number {
+  for (let i = from; i < to; i++) {
+    const b = buf[i]!;
+    // CR, LF, SP and HT are all <= SP: one comparison for the common case of a visible byte.
+    if (b > SP) {
+      out[o++] = b;
+    } else if (b === SP || b === HT) {
+      if (o > valueStart && out[o - 1] !== SP) out[o++] = SP;
+    } else if (b !== CR && b !== LF) {
+      out[o++] = b;
+    }
+  }
+  return o;
+}
+
+/**
+ * simple canonicalization of bytes [start, end) without [skipFrom, skipTo) (or skipFrom = -1), written
+ * to `out` at `o`, CRLF-terminated; returns the offset after the CRLF. `out` needs end - start + 2 bytes.
+ */
+export function simpleInto(buf: Buffer, start: number, end: number, skipFrom: number, skipTo: number, out: Buffer, o: number): number {
+  const o0 = o;
+  if (skipTo > skipFrom && skipFrom >= start) {
+    o += buf.copy(out, o, start, skipFrom);
+    start = skipTo;
+  }
+  o += buf.copy(out, o, start, end);
+  if (!(o - o0 >= 2 && out[o - 2] === CR && out[o - 1] === LF)) {
+    out[o++] = CR;
+    out[o++] = LF;
+  }
+  return o;
 }
 
 export function canonicalizeHeader(canon: 'simple' | 'relaxed', buf: Buffer, start: number, end: number): Buffer {
   return canon === 'relaxed' ? canonicalizeHeaderRelaxed(buf, start, end) : canonicalizeHeaderSimple(buf, start, end);
+}
+
+/** canonicalizeHeader into `out` at `o` (see relaxedInto); returns the offset after the final CRLF. */
+export function canonicalizeHeaderInto(canon: 'simple' | 'relaxed', buf: Buffer, start: number, end: number, out: Buffer, o: number): number {
+  return canon === 'relaxed' ? relaxedInto(buf, start, end, -1, -1, out, o) : simpleInto(buf, start, end, -1, -1, out, o);
 }

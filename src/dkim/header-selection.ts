@@ -17,11 +17,28 @@ function indexByName(fields: readonly HeaderField[]): Map<string, number[]> {
   return byName;
 }
 
+/** Up to this many name comparisons, selection scans the fields; beyond, it indexes them by name (linear). */
+const SCAN_BUDGET = 2048;
+
 /**
- * For each h= name (lower-case), the field it covers: the n-th occurrence of a name in h= takes the
- * n-th instance from the bottom; null when none is left (the name then contributes nothing, RFC 6376 §5.4.2).
+ * For each h= name (lower-case ASCII, as the h= grammar allows), the field it covers: the n-th occurrence
+ * of a name in h= takes the n-th instance from the bottom; null when none is left (the name then
+ * contributes nothing, RFC 6376 §5.4.2).
  */
 export function selectSignedFields(fields: readonly HeaderField[], signedHeaders: readonly string[]): (HeaderField | null)[] {
+  const h = signedHeaders.length;
+  if (h * (h + fields.length) <= SCAN_BUDGET) {
+    // The common case: compare name bytes in place (no name strings, no maps).
+    return signedHeaders.map((name, j) => {
+      let n = 0;
+      for (let k = 0; k < j; k++) if (signedHeaders[k] === name) n++;
+      for (let i = fields.length - 1; i >= 0; i--) {
+        const f = fields[i]!;
+        if (f.hasName(name) && n-- === 0) return f;
+      }
+      return null;
+    });
+  }
   const byName = indexByName(fields);
   const used = new Map<string, number>();
   return signedHeaders.map((name) => {
@@ -84,11 +101,18 @@ export function parseHeaderList(list: string): HeaderListParse {
 
 /** The h= names for a message, in the headerlist's order (each name once per instance it covers or asserts absent). */
 export function chooseSignedHeaders(fields: readonly HeaderField[], entries: readonly HeaderListEntry[]): string[] {
-  const byName = indexByName(fields);
+  // Small inputs (the common case) count by comparing name bytes in place.
+  const byName = entries.length * fields.length <= SCAN_BUDGET ? null : indexByName(fields);
+  const instances = (name: string): number => {
+    if (byName) return byName.get(name)?.length ?? 0;
+    let n = 0;
+    for (const f of fields) if (f.hasName(name)) n++;
+    return n;
+  };
   const used = new Map<string, number>();
   const names: string[] = [];
   for (const entry of entries) {
-    const available = (byName.get(entry.lowerName)?.length ?? 0) - (used.get(entry.lowerName) ?? 0);
+    const available = instances(entry.lowerName) - (used.get(entry.lowerName) ?? 0);
     const take = entry.mode === 'one' || entry.mode === 'one-optional' ? Math.min(1, available) : available;
     for (let i = 0; i < take; i++) names.push(entry.name);
     used.set(entry.lowerName, (used.get(entry.lowerName) ?? 0) + take);

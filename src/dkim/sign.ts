@@ -4,10 +4,9 @@
 import { createHash, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { frameMessage, type FramedMessage } from '../mail/header-fields.js';
 import { BodyHasher, type BodyHashSpec } from './body-hasher.js';
-import { canonicalizeHeader } from './canonicalize-header.js';
 import { chooseSignedHeaders, parseHeaderList, selectSignedFields, type HeaderListEntry } from './header-selection.js';
 import type { Canonicalization, SigningAlgorithm } from './signature.js';
-import { canonicalizeSignatureField } from './signature-field.js';
+import { headerHashInput } from './signature-field.js';
 
 export interface SignerConfig {
   signingDomain: string;
@@ -201,7 +200,7 @@ export function bodyHashSpecs(signers: readonly Signer[]): BodyHashSpec[] {
  * one field per signer, to be prepended in the returned order.
  */
 export function signFramed(framed: FramedMessage, bodies: BodyHasher, signers: readonly Signer[], nowSec: number): SignOutcome {
-  if (!framed.fields.some((f) => f.lowerName === 'from')) return { kind: 'error', reason: 'message has no From field' };
+  if (!framed.fields.some((f) => f.hasName('from'))) return { kind: 'error', reason: 'message has no From field' };
   const specs = bodyHashSpecs(signers);
   const fields: string[] = [];
   for (let i = 0; i < signers.length; i++) {
@@ -210,13 +209,9 @@ export function signFramed(framed: FramedMessage, bodies: BodyHasher, signers: r
     const body = bodies.result(specs[i]!);
     const signedHeaders = chooseSignedHeaders(framed.fields, signer.headerListEntries);
     const { prefix, folder } = buildField(signer, framed, signedHeaders, body.digest, body.canonicalLength, nowSec);
-    const parts: Buffer[] = [];
-    for (const field of selectSignedFields(framed.fields, signedHeaders.map((n) => n.toLowerCase()))) {
-      if (field) parts.push(canonicalizeHeader(c.headerCanon, framed.buf, field.start, field.end));
-    }
+    const selected = selectSignedFields(framed.fields, signedHeaders.map((n) => n.toLowerCase()));
     const prefixBytes = Buffer.from(`${prefix}\r\n`, 'latin1');
-    parts.push(canonicalizeSignatureField(c.headerCanon, prefixBytes, prefixBytes.indexOf(0x3a)));
-    const data = Buffer.concat(parts);
+    const data = headerHashInput(c.headerCanon, framed.buf, selected, prefixBytes, prefixBytes.indexOf(0x3a));
     let signature: Buffer;
     try {
       signature =
@@ -235,7 +230,7 @@ export function signFramed(framed: FramedMessage, bodies: BodyHasher, signers: r
 /** Signs a whole message held in memory; one field per signer, to be prepended in the returned order. */
 export async function signMessage(message: Buffer, signers: readonly Signer[], nowSec: number): Promise<SignOutcome> {
   const framed = frameMessage(message);
-  if (!framed.fields.some((f) => f.lowerName === 'from')) return { kind: 'error', reason: 'message has no From field' };
+  if (!framed.fields.some((f) => f.hasName('from'))) return { kind: 'error', reason: 'message has no From field' };
   const bodies = new BodyHasher(bodyHashSpecs(signers));
   bodies.update(message.subarray(framed.bodyStart));
   bodies.finish();

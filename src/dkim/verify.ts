@@ -4,12 +4,11 @@
 import { createHash, verify as cryptoVerify } from 'node:crypto';
 import { frameMessage, type FramedMessage, type HeaderField } from '../mail/header-fields.js';
 import { BodyHasher, type BodyHashSpec } from './body-hasher.js';
-import { canonicalizeHeader } from './canonicalize-header.js';
 import { selectSignedFields } from './header-selection.js';
 import { parseKeyRecordCached, type PublicKeyRecord } from './key-record.js';
 import { resultForReason, type DkimResult, type VerifyReason } from './results.js';
 import { parseSignature, type ParsedSignature, type SignatureLabels } from './signature.js';
-import { canonicalizeSignatureField } from './signature-field.js';
+import { headerHashInput } from './signature-field.js';
 import type { TxtLookup, TxtLookupOutcome } from './txt-lookup.js';
 
 export interface VerifyOptions {
@@ -54,6 +53,8 @@ interface Pending {
   sig: ParsedSignature;
   labels: SignatureLabels;
   bodySpec: BodyHashSpec;
+  /** selector._domainkey.domain */
+  keyName: string;
 }
 
 /** The header-only part of verification: verdicts decided before DNS and hashing, and what remains. */
@@ -64,7 +65,7 @@ export interface VerificationPlan {
   readonly bodySpecs: BodyHashSpec[];
 }
 
-function verdict(labels: SignatureLabels, reason: VerifyReason | null, detail: string | null, extra?: Partial<SignatureVerdict>): SignatureVerdict {
+function verdict(labels: SignatureLabels, reason: VerifyReason | null, detail: string | null, key: PublicKeyRecord | null = null): SignatureVerdict {
   return {
     result: resultForReason(reason),
     reason,
@@ -74,10 +75,9 @@ function verdict(labels: SignatureLabels, reason: VerifyReason | null, detail: s
     identity: labels.identity,
     algorithm: labels.algorithm,
     canonicalization: labels.canonicalization,
-    keyBits: null,
+    keyBits: key === null ? null : key.keyBits,
     headerB: labels.headerB,
-    testing: false,
-    ...extra,
+    testing: key === null ? false : key.testing,
   };
 }
 
@@ -90,13 +90,13 @@ export function planVerification(framed: FramedMessage, opts: VerifyOptions): Ve
   const clockSkewSec = opts.clockSkewSec ?? VERIFY_DEFAULTS.clockSkewSec;
   const { buf, fields } = framed;
   let fromCount = 0;
-  for (const f of fields) if (f.lowerName === 'from') fromCount++;
+  for (const f of fields) if (f.hasName('from')) fromCount++;
   const verdicts: (SignatureVerdict | null)[] = [];
   const pending: Pending[] = [];
-  const specs = new Map<string, BodyHashSpec>();
+  const bodySpecs: BodyHashSpec[] = [];
   let index = 0;
   for (const field of fields) {
-    if (field.lowerName !== 'dkim-signature') continue;
+    if (!field.hasName('dkim-signature')) continue;
     const i = index++;
     if (i >= maxSignatures) {
       verdicts.push(verdict(NO_LABELS, 'not_evaluated', `signature ${i + 1} is beyond max_signatures ${maxSignatures}`));
@@ -114,12 +114,15 @@ export function planVerification(framed: FramedMessage, opts: VerifyOptions): Ve
       verdicts.push(verdict(labels, early[0], early[1]));
       continue;
     }
-    const bodySpec: BodyHashSpec = { canon: sig.bodyCanon, hash: sig.hashAlgorithm, limit: sig.bodyLength };
-    specs.set(`${bodySpec.canon}/${bodySpec.hash}/${bodySpec.limit}`, bodySpec);
-    pending.push({ index: i, field, sig, labels, bodySpec });
+    let bodySpec = bodySpecs.find((b) => b.canon === sig.bodyCanon && b.hash === sig.hashAlgorithm && b.limit === sig.bodyLength);
+    if (!bodySpec) {
+      bodySpec = { canon: sig.bodyCanon, hash: sig.hashAlgorithm, limit: sig.bodyLength };
+      bodySpecs.push(bodySpec);
+    }
+    pending.push({ index: i, field, sig, labels, bodySpec, keyName: `${sig.selector}._domainkey.${sig.signingDomain}` });
     verdicts.push(null);
   }
-  return { framed, verdicts, pending, bodySpecs: [...specs.values()] };
+  return { framed, verdicts, pending, bodySpecs };
 }
 
 /** Steps (3)–(6): From, hash policy, time policy. */
@@ -170,15 +173,10 @@ function keyApplicability(sig: ParsedSignature, key: PublicKeyRecord): [VerifyRe
 }
 
 /** The header hash input (RFC 6376 §3.7): selected fields, then this signature's field with b= empty. */
-function headerHashInput(framed: FramedMessage, p: Pending): Buffer {
+function signedHeaderData(framed: FramedMessage, p: Pending): Buffer {
   const { buf, fields } = framed;
-  const canon = p.sig.headerCanon;
-  const parts: Buffer[] = [];
-  for (const f of selectSignedFields(fields, p.sig.signedHeaders)) {
-    if (f) parts.push(canonicalizeHeader(canon, buf, f.start, f.end));
-  }
-  parts.push(canonicalizeSignatureField(canon, buf.subarray(p.field.start, p.field.end), p.field.colon - p.field.start));
-  return Buffer.concat(parts);
+  const selected = selectSignedFields(fields, p.sig.signedHeaders);
+  return headerHashInput(p.sig.headerCanon, buf, selected, buf.subarray(p.field.start, p.field.end), p.field.colon - p.field.start);
 }
 
 function signatureVerifies(p: Pending, key: PublicKeyRecord, data: Buffer): boolean {
@@ -196,49 +194,50 @@ function signatureVerifies(p: Pending, key: PublicKeyRecord, data: Buffer): bool
 /** Steps (7)–(12) once the body hashes are known. Lookups run concurrently, one per distinct name. */
 export async function completeVerification(plan: VerificationPlan, bodies: BodyHasher, opts: VerifyOptions): Promise<VerifyReport> {
   const minKeyBits = opts.minKeyBits ?? VERIFY_DEFAULTS.minKeyBits;
-  const lookups = new Map<string, Promise<TxtLookupOutcome>>();
+  const lookupIndex = new Map<string, number>();
+  const lookups: Promise<TxtLookupOutcome>[] = [];
   for (const p of plan.pending) {
-    const name = `${p.sig.selector}._domainkey.${p.sig.signingDomain}`;
-    if (!lookups.has(name)) lookups.set(name, opts.lookupTxt(name));
+    if (lookupIndex.has(p.keyName)) continue;
+    lookupIndex.set(p.keyName, lookups.length);
+    lookups.push(opts.lookupTxt(p.keyName));
   }
-  const outcomes = new Map<string, TxtLookupOutcome>();
-  await Promise.all([...lookups].map(async ([name, promise]) => outcomes.set(name, await promise)));
+  // One lookup (the usual case) needs no Promise.all.
+  const outcomes = lookups.length === 1 ? [await lookups[0]!] : await Promise.all(lookups);
 
   const verdicts = plan.verdicts.slice();
   for (const p of plan.pending) {
-    const name = `${p.sig.selector}._domainkey.${p.sig.signingDomain}`;
-    const decision = decideKey(outcomes.get(name)!, name);
+    const name = p.keyName;
+    const decision = decideKey(outcomes[lookupIndex.get(name)!]!, name);
     if (decision.kind === 'error') {
       verdicts[p.index] = verdict(p.labels, decision.reason, decision.detail);
       continue;
     }
     const key = decision.key;
-    const withKey = { keyBits: key.keyBits, testing: key.testing };
     const inapplicable = keyApplicability(p.sig, key);
     if (inapplicable) {
-      verdicts[p.index] = verdict(p.labels, inapplicable[0], inapplicable[1], withKey);
+      verdicts[p.index] = verdict(p.labels, inapplicable[0], inapplicable[1], key);
       continue;
     }
     if (key.keyType === 'rsa' && key.keyBits < minKeyBits) {
-      verdicts[p.index] = verdict(p.labels, 'key_too_small', `RSA key of ${key.keyBits} bits is under ${minKeyBits}`, withKey);
+      verdicts[p.index] = verdict(p.labels, 'key_too_small', `RSA key of ${key.keyBits} bits is under ${minKeyBits}`, key);
       continue;
     }
     const body = bodies.result(p.bodySpec);
     // l= longer than the body cannot have been computed by the signer over this body: a body hash failure.
     const bodyHashMatches = (p.sig.bodyLength === null || p.sig.bodyLength <= body.canonicalLength) && body.digest.equals(p.sig.bodyHash);
     if (!bodyHashMatches) {
-      verdicts[p.index] = verdict(p.labels, 'body_hash_mismatch', 'body hash did not verify', withKey);
+      verdicts[p.index] = verdict(p.labels, 'body_hash_mismatch', 'body hash did not verify', key);
       continue;
     }
-    if (!signatureVerifies(p, key, headerHashInput(plan.framed, p))) {
-      verdicts[p.index] = verdict(p.labels, 'signature_mismatch', 'signature did not verify', withKey);
+    if (!signatureVerifies(p, key, signedHeaderData(plan.framed, p))) {
+      verdicts[p.index] = verdict(p.labels, 'signature_mismatch', 'signature did not verify', key);
       continue;
     }
     if (p.sig.bodyLength !== null && p.sig.bodyLength < body.canonicalLength) {
-      verdicts[p.index] = verdict(p.labels, 'body_length_short', `l=${p.sig.bodyLength} covers ${p.sig.bodyLength} of ${body.canonicalLength} body bytes`, withKey);
+      verdicts[p.index] = verdict(p.labels, 'body_length_short', `l=${p.sig.bodyLength} covers ${p.sig.bodyLength} of ${body.canonicalLength} body bytes`, key);
       continue;
     }
-    verdicts[p.index] = verdict(p.labels, null, null, withKey);
+    verdicts[p.index] = verdict(p.labels, null, null, key);
   }
   return { signatures: verdicts as SignatureVerdict[] };
 }

@@ -1,12 +1,11 @@
 // Message framing: splits a CRLF message into header fields and the body offset, in linear time.
-// Input: message bytes (untrusted); no field value is decoded beyond its name.
+// Input: message bytes (untrusted); no field value is decoded, names only on demand.
 
 const CR = 0x0d;
 const LF = 0x0a;
 const SP = 0x20;
 const HT = 0x09;
 const COLON = 0x3a;
-const CRLF = Buffer.from('\r\n');
 
 /** One header field: bytes [start, end) of the message, including its folded lines and final CRLF. */
 export interface HeaderField {
@@ -17,7 +16,11 @@ export interface HeaderField {
   readonly start: number;
   /** Offset of the colon (or of the end of the first line when there is none). */
   readonly colon: number;
+  /** End of the name without trailing whitespace; `start` when the line has no colon. */
+  readonly nameEnd: number;
   readonly end: number;
+  /** Whether the name equals `lowerAscii` (a lower-case ASCII name), ignoring ASCII case; never true for ''. */
+  hasName(lowerAscii: string): boolean;
 }
 
 export interface FramedMessage {
@@ -29,6 +32,39 @@ export interface FramedMessage {
   readonly headerBytes: number;
 }
 
+// Names are made into strings only when asked for: the DKIM hot paths compare bytes with hasName().
+class FramedField implements HeaderField {
+  private nameText: string | undefined;
+  private lowerNameText: string | undefined;
+
+  constructor(
+    private readonly buf: Buffer,
+    readonly start: number,
+    readonly colon: number,
+    readonly nameEnd: number,
+    readonly end: number,
+  ) {}
+
+  get name(): string {
+    return (this.nameText ??= this.buf.toString('latin1', this.start, this.nameEnd));
+  }
+
+  get lowerName(): string {
+    return (this.lowerNameText ??= this.name.toLowerCase());
+  }
+
+  hasName(lowerAscii: string): boolean {
+    const { buf, start } = this;
+    const n = lowerAscii.length;
+    if (n === 0 || this.nameEnd - start !== n) return false;
+    for (let i = 0; i < n; i++) {
+      const b = buf[start + i]!;
+      if ((b >= 0x41 && b <= 0x5a ? b + 0x20 : b) !== lowerAscii.charCodeAt(i)) return false;
+    }
+    return true;
+  }
+}
+
 /** Splits the header section into fields. Lines are CRLF-terminated; a line starting with WSP continues the previous field. */
 export function frameMessage(buf: Buffer): FramedMessage {
   const fields: HeaderField[] = [];
@@ -36,41 +72,37 @@ export function frameMessage(buf: Buffer): FramedMessage {
   let pos = 0;
   let bodyStart = len;
   let headerBytes = len;
-  let cur: { start: number; colon: number; name: string } | null = null;
-  // The next colon at or after `pos`, found once and reused: searching afresh on every colon-less
-  // line would rescan the rest of the message each time (quadratic).
-  let nextColon = -2;
-  let curEnd = 0;
-  const close = () => {
-    if (cur) fields.push({ name: cur.name, lowerName: cur.name.toLowerCase(), start: cur.start, colon: cur.colon, end: curEnd });
-    cur = null;
-  };
+  let start = -1; // the field being collected, -1 for none
+  let colon = 0;
+  let nameEnd = 0;
   while (pos < len) {
     if (buf[pos] === CR && buf[pos + 1] === LF) {
       headerBytes = pos;
       bodyStart = pos + 2;
       break;
     }
-    let eol = buf.indexOf(CRLF, pos);
-    const next = eol === -1 ? len : eol + 2;
-    if (eol === -1) eol = len;
+    // The line ends at the next CRLF. Searching for the LF byte is much cheaper than for a two-byte needle.
+    let lf = buf.indexOf(LF, pos + 1);
+    while (lf !== -1 && buf[lf - 1] !== CR) lf = buf.indexOf(LF, lf + 1);
+    const eol = lf === -1 ? len : lf - 1;
+    const next = lf === -1 ? len : lf + 1;
     const first = buf[pos];
-    if ((first === SP || first === HT) && cur) {
-      curEnd = next;
-    } else {
-      close();
-      if (nextColon !== -1 && nextColon < pos) nextColon = buf.indexOf(COLON, pos);
-      const colonAt = nextColon;
-      const hasColon = colonAt !== -1 && colonAt < eol;
-      const colon = hasColon ? colonAt : eol;
-      let nameEnd = colon;
-      while (nameEnd > pos && (buf[nameEnd - 1] === SP || buf[nameEnd - 1] === HT)) nameEnd--;
-      cur = { start: pos, colon, name: hasColon ? buf.toString("latin1", pos, nameEnd) : '' };
-      curEnd = next;
+    if (start === -1 || (first !== SP && first !== HT)) {
+      if (start !== -1) fields.push(new FramedField(buf, start, colon, nameEnd, pos));
+      start = pos;
+      // The colon is searched within the line only, so colon-less lines stay linear.
+      colon = pos;
+      while (colon < eol && buf[colon] !== COLON) colon++;
+      if (colon < eol) {
+        nameEnd = colon;
+        while (nameEnd > pos && (buf[nameEnd - 1] === SP || buf[nameEnd - 1] === HT)) nameEnd--;
+      } else {
+        nameEnd = pos;
+      }
     }
     pos = next;
   }
-  close();
+  if (start !== -1) fields.push(new FramedField(buf, start, colon, nameEnd, pos));
   return { buf, fields, bodyStart, headerBytes };
 }
 
