@@ -1,0 +1,344 @@
+// Our SMTP/LMTP client for one connection to the next hop: greeting, EHLO/LHLO, STARTTLS, AUTH, then MAIL/RCPT/DATA/RSET/QUIT.
+// Touches: one TCP or TLS socket to the configured next hop; credentials go only onto that socket, never into outcomes or logs.
+
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import type { ConnectionOptions } from 'node:tls';
+import { describeError, ReplySocket, type ReplyOutcome } from './reply-socket.js';
+import { NO_CAPABILITIES, parseEhloCapabilities, type NextHopCapabilities } from './ehlo-capabilities.js';
+import { formatMailParams, formatRcptParams, type EnvelopeParams } from './envelope-params.js';
+import { createDotStuffer } from './dot-stuffer.js';
+import type { SmtpReply } from './smtp-reply.js';
+
+export type { ReplyOutcome } from './reply-socket.js';
+export type { NextHopCapabilities } from './ehlo-capabilities.js';
+export type { EnvelopeParams } from './envelope-params.js';
+
+export type NextHopOptions = {
+  host: string;
+  port: number;
+  tls: 'none' | 'starttls' | 'implicit';
+  /** Merged into tls.connect options (ca, rejectUnauthorized, servername, …). */
+  tlsOptions?: ConnectionOptions;
+  auth: { user: string; pass: string } | null;
+  /** LHLO instead of EHLO, and one end-of-data reply per accepted recipient. */
+  lmtp: boolean;
+  heloName: string;
+  /** Deadline of every step: connect, greeting, each command's reply, each wait for the peer to read. */
+  timeoutMs: number;
+};
+
+export type ConnectOutcome =
+  | { kind: 'ok'; connection: NextHopConnection }
+  /** ECONNREFUSED, EHOSTUNREACH, DNS failure, connect timeout */
+  | { kind: 'unreachable'; detail: string }
+  /** a 4xx/5xx to the greeting, EHLO/HELO, STARTTLS or AUTH */
+  | { kind: 'refused'; reply: SmtpReply }
+  | { kind: 'timeout'; during: string }
+  | { kind: 'lost'; during: string; detail: string };
+
+/**
+ * `afterEndOfData` is true once the final ".\r\n" went to the kernel: the next hop may hold the message although
+ * we never saw its reply (the ambiguous case). `received` holds the LMTP replies that came before the failure.
+ */
+export type DataOutcome =
+  /** one reply for SMTP; one per accepted recipient for LMTP, in RCPT order */
+  | { kind: 'replies'; replies: SmtpReply[] }
+  /** DATA itself was answered with something other than 354 (for LMTP: the answer for every recipient) */
+  | { kind: 'refused'; reply: SmtpReply }
+  | { kind: 'timeout'; during: 'data' | 'end-of-data'; afterEndOfData: boolean; received: SmtpReply[] }
+  | { kind: 'lost'; during: string; detail: string; afterEndOfData: boolean; received: SmtpReply[] };
+
+/** Message bytes buffered (corked) before they are handed to the kernel in one writev. */
+const FLUSH_BYTES = 256 * 1024;
+const HELO_NAME_RE = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\]|\[IPv6:[0-9A-Fa-f:.]+\])$/;
+const ADDRESS_UNSAFE_RE = /[\x00-\x1f\x7f<>]/;
+const GREETING_HOST_RE = /^[A-Za-z0-9._:\[\]-]{1,255}$/;
+
+export class NextHopConnection {
+  private busy = false;
+
+  /** @internal use connectNextHop */
+  constructor(
+    private readonly sock: ReplySocket,
+    private readonly lmtp: boolean,
+    /** Extensions from the last EHLO/LHLO (after STARTTLS: the one over TLS). */
+    readonly capabilities: NextHopCapabilities,
+    /** The next hop's own name from its greeting, so callers can keep it out of texts they pass on; null if none. */
+    readonly remoteGreetingHost: string | null,
+  ) {}
+
+  /** False after any timeout, lost connection, garbled reply, 421, QUIT or close. */
+  get reusable(): boolean {
+    return this.sock.failed === null && !this.sock.closing;
+  }
+
+  /** True once the socket is gone (closed by either side or after a failure). */
+  get closed(): boolean {
+    return this.sock.failed !== null;
+  }
+
+  /** True when the session runs over TLS (implicit or STARTTLS). */
+  get secure(): boolean {
+    return this.sock.tlsSocket !== null;
+  }
+
+  /** Calls `listener` once when the socket ends for any reason (at once, asynchronously, if it already has). */
+  onClosed(listener: () => void): void {
+    this.sock.onClose(listener);
+  }
+
+  /** MAIL FROM:<address> with the parameters the next hop announced the extensions for (see formatMailParams). */
+  async mailFrom(address: string, params: EnvelopeParams): Promise<ReplyOutcome> {
+    assertAddress(address, true);
+    const { text } = formatMailParams(params, this.capabilities);
+    return this.exclusive(() => this.sock.command(`MAIL FROM:<${address}>${text}`, 'mail-from'));
+  }
+
+  /** RCPT TO:<address> with NOTIFY/ORCPT when the next hop announced DSN (see formatRcptParams). */
+  async rcptTo(address: string, params: EnvelopeParams): Promise<ReplyOutcome> {
+    assertAddress(address, false);
+    const { text } = formatRcptParams(params, this.capabilities);
+    return this.exclusive(() => this.sock.command(`RCPT TO:<${address}>${text}`, 'rcpt-to'));
+  }
+
+  rset(): Promise<ReplyOutcome> {
+    return this.exclusive(() => this.sock.command('RSET', 'rset'));
+  }
+
+  /** QUIT, then the socket is closed whatever the answer. */
+  async quit(): Promise<ReplyOutcome> {
+    const outcome = await this.exclusive(() => this.sock.command('QUIT', 'quit'));
+    this.sock.destroy('closed after QUIT');
+    return outcome;
+  }
+
+  /** Ends the socket at once. */
+  close(): void {
+    this.sock.destroy();
+  }
+
+  /**
+   * DATA, then the message dot-stuffed and ended with ".\r\n". `recipients` is the number of recipients the next hop
+   * accepted (LMTP: as many replies are read). Parts are written corked so a small message goes out in one writev;
+   * past FLUSH_BYTES the socket's backpressure is respected.
+   */
+  async data(message: Iterable<Buffer> | AsyncIterable<Buffer>, recipients: number): Promise<DataOutcome> {
+    if (this.lmtp && !(Number.isInteger(recipients) && recipients >= 1)) {
+      throw new RangeError('NextHopConnection.data: LMTP needs the number of accepted recipients (>= 1)');
+    }
+    return this.exclusive(() => this.sendData(message, this.lmtp ? recipients : 1));
+  }
+
+  private async sendData(message: Iterable<Buffer> | AsyncIterable<Buffer>, expected: number): Promise<DataOutcome> {
+    const go = await this.sock.command('DATA', 'data');
+    if (go.kind === 'timeout') return { kind: 'timeout', during: 'data', afterEndOfData: false, received: [] };
+    if (go.kind === 'lost') return { ...go, afterEndOfData: false, received: [] };
+    if (go.reply.code !== 354) return { kind: 'refused', reply: go.reply };
+
+    // replies that come early (a next hop refusing mid-message) are answers to this message
+    this.sock.expect(expected);
+    const written = await this.writeMessage(message);
+    if (!written) {
+      const failure = this.sock.failed;
+      const received = await this.drainQueued(expected);
+      if (failure?.kind === 'timeout') return { kind: 'timeout', during: 'data', afterEndOfData: false, received };
+      return { kind: 'lost', during: 'data', detail: failure?.detail ?? 'connection lost', afterEndOfData: false, received };
+    }
+
+    const replies: SmtpReply[] = [];
+    for (let i = 0; i < expected; i++) {
+      const outcome = await this.sock.readReply('end-of-data');
+      if (outcome.kind === 'timeout') return { kind: 'timeout', during: 'end-of-data', afterEndOfData: true, received: replies };
+      if (outcome.kind === 'lost') return { kind: 'lost', during: 'end-of-data', detail: outcome.detail, afterEndOfData: true, received: replies };
+      replies.push(outcome.reply);
+    }
+    this.sock.activity = 'idle';
+    return { kind: 'replies', replies };
+  }
+
+  /** True when the final dot went to the kernel; false when the socket failed (or timed out) before. */
+  private async writeMessage(message: Iterable<Buffer> | AsyncIterable<Buffer>): Promise<boolean> {
+    const stuffer = createDotStuffer();
+    const sock = this.sock;
+    sock.cork();
+    try {
+      for await (const part of message) {
+        if (sock.failed !== null) return false;
+        for (const slice of stuffer.push(part)) sock.write(slice);
+        if (sock.writableLength >= FLUSH_BYTES) {
+          sock.uncork();
+          if (sock.needsDrain && (await sock.waitForDrain('data')) !== null) return false;
+          sock.cork();
+        }
+      }
+      if (sock.failed !== null) return false;
+      const tail = stuffer.finish();
+      for (const slice of tail.slice(0, -1)) sock.write(slice);
+      const flushed = sock.writeAndFlush(tail[tail.length - 1]!, 'data');
+      sock.uncork();
+      sock.activity = 'end-of-data';
+      return await flushed;
+    } catch (err) {
+      // the message source failed: the next hop must not take a truncated message for a whole one
+      sock.uncork();
+      sock.destroy(`message source failed: ${describeError(err)}`);
+      return false;
+    } finally {
+      // balance a cork left by an early return (uncork on an uncorked socket is a no-op)
+      sock.uncork();
+    }
+  }
+
+  private async drainQueued(max: number): Promise<SmtpReply[]> {
+    const out: SmtpReply[] = [];
+    for (let i = 0; i < max; i++) {
+      const outcome = await this.sock.readReply('data');
+      if (outcome.kind !== 'reply') break;
+      out.push(outcome.reply);
+    }
+    return out;
+  }
+
+  private async exclusive<T>(run: () => Promise<T>): Promise<T> {
+    if (this.busy) throw new Error('NextHopConnection: one command at a time (a bug in the caller)');
+    this.busy = true;
+    try {
+      return await run();
+    } finally {
+      this.busy = false;
+    }
+  }
+}
+
+/** Opens and prepares one connection: greeting, EHLO/LHLO, STARTTLS and EHLO again, AUTH. Never rejects. */
+export async function connectNextHop(opts: NextHopOptions): Promise<ConnectOutcome> {
+  if (!HELO_NAME_RE.test(opts.heloName)) throw new TypeError(`next hop: helo name ${JSON.stringify(opts.heloName)} is not a host name or address literal`);
+  const opened = await openSocket(opts);
+  if (opened.kind !== 'ok') return opened;
+  const sock = new ReplySocket(opened.socket, opts.timeoutMs, 1);
+  const outcome = await prepare(sock, opts);
+  if (outcome.kind !== 'ok') {
+    if (outcome.kind === 'refused' && !sock.closing) sock.endWith('QUIT');
+    else sock.destroy();
+  }
+  return outcome;
+}
+
+type OpenOutcome = { kind: 'ok'; socket: Socket } | { kind: 'unreachable'; detail: string };
+
+function openSocket(opts: NextHopOptions): Promise<OpenOutcome> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ host: opts.host, port: opts.port, noDelay: true });
+    const settle = (outcome: OpenOutcome): void => {
+      clearTimeout(timer);
+      socket.off('connect', onConnect);
+      socket.off('error', onError);
+      resolve(outcome);
+    };
+    const onConnect = (): void => settle({ kind: 'ok', socket });
+    const onError = (err: Error): void => {
+      socket.destroy();
+      settle({ kind: 'unreachable', detail: describeError(err) });
+    };
+    const timer = setTimeout(() => {
+      socket.destroy();
+      settle({ kind: 'unreachable', detail: `connect timeout after ${opts.timeoutMs} ms` });
+    }, opts.timeoutMs);
+    socket.once('connect', onConnect);
+    socket.once('error', onError);
+  });
+}
+
+async function prepare(sock: ReplySocket, opts: NextHopOptions): Promise<ConnectOutcome> {
+  const tlsOptions: ConnectionOptions = { ...(isIP(opts.host) === 0 ? { servername: opts.host } : {}), ...opts.tlsOptions };
+  if (opts.tls === 'implicit') {
+    const upgraded = await sock.upgradeToTls(tlsOptions, 'tls-handshake');
+    if (upgraded.kind !== 'ok') return upgraded;
+  }
+  const greeting = await sock.readReply('greeting');
+  if (greeting.kind !== 'reply') return greeting;
+  if (greeting.reply.code !== 220) return refusedOrOdd(greeting.reply, 'greeting');
+  const remoteGreetingHost = greetingHost(greeting.reply);
+
+  let hello = await sayHello(sock, opts);
+  if (hello.kind !== 'ok') return hello;
+
+  if (opts.tls === 'starttls') {
+    // sent even when not announced: the next hop's own refusal is a better reason than ours
+    const start = await sock.command('STARTTLS', 'starttls');
+    if (start.kind !== 'reply') return start;
+    if (start.reply.code !== 220) return refusedOrOdd(start.reply, 'starttls');
+    const upgraded = await sock.upgradeToTls(tlsOptions, 'tls-handshake');
+    if (upgraded.kind !== 'ok') return upgraded;
+    hello = await sayHello(sock, opts); // RFC 3207 §4.2: forget what was learnt before TLS
+    if (hello.kind !== 'ok') return hello;
+  }
+
+  if (opts.auth !== null) {
+    const authed = await authenticate(sock, opts.auth, hello.capabilities);
+    if (authed.kind !== 'ok') return authed;
+  }
+  sock.activity = 'idle';
+  return { kind: 'ok', connection: new NextHopConnection(sock, opts.lmtp, hello.capabilities, remoteGreetingHost) };
+}
+
+type HelloOutcome = { kind: 'ok'; capabilities: NextHopCapabilities } | ConnectFailure;
+
+async function sayHello(sock: ReplySocket, opts: NextHopOptions): Promise<HelloOutcome> {
+  const verb = opts.lmtp ? 'LHLO' : 'EHLO';
+  const ehlo = await sock.command(`${verb} ${opts.heloName}`, verb.toLowerCase());
+  if (ehlo.kind !== 'reply') return ehlo;
+  if (ehlo.reply.code === 250) return { kind: 'ok', capabilities: parseEhloCapabilities(ehlo.reply) };
+  // RFC 5321 §3.2: a server that does not know EHLO gets HELO — unless we need extensions (TLS, AUTH) or speak LMTP
+  const mayFallBack = !opts.lmtp && opts.tls === 'none' && opts.auth === null && ehlo.reply.code >= 500 && ehlo.reply.code < 600;
+  if (!mayFallBack) return refusedOrOdd(ehlo.reply, verb.toLowerCase());
+  const helo = await sock.command(`HELO ${opts.heloName}`, 'helo');
+  if (helo.kind !== 'reply') return helo;
+  if (helo.reply.code === 250) return { kind: 'ok', capabilities: NO_CAPABILITIES };
+  return refusedOrOdd(helo.reply, 'helo');
+}
+
+/** AUTH PLAIN (RFC 4616, with an initial response), or LOGIN when only that is announced. */
+async function authenticate(sock: ReplySocket, auth: { user: string; pass: string }, caps: NextHopCapabilities): Promise<ConnectFailure | { kind: 'ok' }> {
+  const useLogin = caps.authMechanisms.includes('LOGIN') && !caps.authMechanisms.includes('PLAIN');
+  let outcome: ReplyOutcome;
+  if (useLogin) {
+    outcome = await sock.command('AUTH LOGIN', 'auth');
+    for (const secret of [auth.user, auth.pass]) {
+      if (outcome.kind !== 'reply' || outcome.reply.code !== 334) break;
+      outcome = await sock.command(Buffer.from(secret, 'utf8').toString('base64'), 'auth');
+    }
+  } else {
+    const token = Buffer.from(`\0${auth.user}\0${auth.pass}`, 'utf8').toString('base64');
+    outcome = await sock.command(`AUTH PLAIN ${token}`, 'auth');
+  }
+  if (outcome.kind !== 'reply') return outcome;
+  if (outcome.reply.code === 235) return { kind: 'ok' };
+  if (outcome.reply.code === 334) {
+    // a challenge we have no answer for: cancel the exchange (RFC 4954 §4)
+    const cancelled = await sock.command('*', 'auth');
+    if (cancelled.kind !== 'reply') return cancelled;
+    return refusedOrOdd(cancelled.reply, 'auth');
+  }
+  return refusedOrOdd(outcome.reply, 'auth');
+}
+
+type ConnectFailure = Exclude<ConnectOutcome, { kind: 'ok' }>;
+
+/** A 4xx/5xx is the next hop's refusal; any other unexpected code is a protocol error. */
+function refusedOrOdd(reply: SmtpReply, during: string): ConnectFailure {
+  if (reply.code >= 400) return { kind: 'refused', reply };
+  return { kind: 'lost', during, detail: `unexpected reply ${reply.code}` };
+}
+
+function greetingHost(reply: SmtpReply): string | null {
+  const first = (reply.lines[0] ?? '').trim().split(' ')[0] ?? '';
+  return GREETING_HOST_RE.test(first) ? first : null;
+}
+
+function assertAddress(address: string, mayBeEmpty: boolean): void {
+  // smtp-server validated it already; this guards the command line against a caller bug
+  if ((!mayBeEmpty && address === '') || ADDRESS_UNSAFE_RE.test(address) || address.length > 512) {
+    throw new TypeError('NextHopConnection: refusing to send an address with control characters or angle brackets');
+  }
+}
