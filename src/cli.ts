@@ -26,7 +26,7 @@ const COMMANDS: Record<string, Loader> = {
   keygen: async () => (await import('./cli/keygen-command.js')).runKeygen,
   keycheck: async () => (await import('./cli/keycheck-command.js')).runKeycheck,
   config: async () => runConfig,
-  serve: async () => runServe,
+  serve: async () => (await import('./cli/serve-command.js')).runServe,
 };
 
 const runConfig: CommandRunner = async (argv, io) => {
@@ -37,14 +37,6 @@ const runConfig: CommandRunner = async (argv, io) => {
     return 0;
   }
   throw new CliError(`unknown config sub-command "${sub ?? ''}": use "dkimgate config check"`, EXIT_USAGE);
-};
-
-const runServe: CommandRunner = async (argv, io) => {
-  if (argv.includes('--help')) {
-    io.stdout.write('usage: dkimgate serve [--config FILE]\n');
-    return 0;
-  }
-  throw new CliError('serve is not part of this build yet (the daemon lands with the serve issue)', EXIT_RUNTIME);
 };
 
 function version(): string {

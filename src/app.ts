@@ -1,0 +1,204 @@
+// The composition root: config -> logger -> DNS, keys, users -> listeners, next-hop pool, metrics;
+// SIGHUP reloads (a broken config keeps the old one serving), SIGTERM drains and stops.
+// Touches: the config file, key and users files, listening sockets, the next hop, DNS.
+
+import { hostname } from 'node:os';
+import type { SMTPServer } from 'smtp-server';
+import type { Config } from './config/config.js';
+import { resolveSigningSelectors } from './config/resolve-signing-selectors.js';
+import { createDnsResolver, loadZoneFiles, type DnsResolver } from './dns/create-dns-resolver.js';
+import { loadKeyStore } from './keys/key-store.js';
+import type { Logger } from './observability/logger.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
+import { startMetricsServer, type MetricsServer } from './observability/metrics-server.js';
+import { compileCidrs } from './policy/client-identity.js';
+import { createNextHopPool, type NextHopPool } from './relay/next-hop-pool.js';
+import { createListener } from './smtp/create-listener.js';
+import { RuntimeHolder, type Runtime } from './smtp/runtime.js';
+import { loadUsersFile } from './smtp/users-file.js';
+
+export type RuntimeBuild = { kind: 'ok'; runtime: Runtime; resolver: DnsResolver; warnings: string[] } | { kind: 'error'; problems: string[] };
+
+/** Loads everything a configuration refers to; nothing is swapped in unless all of it loaded. */
+export async function buildRuntime(config: Config): Promise<RuntimeBuild> {
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  let zoneRecords;
+  try {
+    zoneRecords = await loadZoneFiles(config.dns.zoneFiles);
+  } catch (err) {
+    problems.push(`dns.zone_files: ${(err as Error).message}`);
+  }
+  const keys = await loadKeyStore(resolveSigningSelectors(config));
+  if (keys.kind === 'error') problems.push(...keys.problems);
+  else warnings.push(...keys.warnings);
+  let users = null;
+  if (config.usersFile) {
+    try {
+      users = await loadUsersFile(config.usersFile);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+  if (problems.length > 0 || keys.kind === 'error') return { kind: 'error', problems };
+  const resolver = createDnsResolver({
+    servers: config.dns.servers,
+    zoneRecords,
+    timeoutMs: config.dns.timeout,
+    cacheSize: config.dns.cacheSize,
+    cacheTtlSec: config.dns.cacheTtl,
+    negativeTtlSec: config.dns.negativeTtl,
+  });
+  const relayHosts = compileCidrs(config.relayHosts);
+  const xforwardHosts = compileCidrs(config.xforwardHosts);
+  const runtime: Runtime = {
+    config,
+    keys: keys.store,
+    users,
+    lookupTxt: resolver.lookupTxt,
+    relayHosts,
+    xforwardHosts,
+    listeners: config.listen.map((l) => ({
+      config: l,
+      relayHosts: l.relayHosts ? compileCidrs(l.relayHosts) : relayHosts,
+      xforwardHosts: l.xforwardHosts ? compileCidrs(l.xforwardHosts) : xforwardHosts,
+    })),
+  };
+  return { kind: 'ok', runtime, resolver, warnings };
+}
+
+function createPool(config: Config): NextHopPool {
+  const hop = config.nextHop;
+  return createNextHopPool(
+    {
+      host: hop.host,
+      port: hop.port,
+      tls: hop.tls,
+      auth: hop.auth,
+      lmtp: false,
+      heloName: /^[A-Za-z0-9.-]+$/.test(hostname()) ? hostname() : 'localhost',
+      timeoutMs: config.limits.nextHopTimeout * 1000,
+    },
+    { maxIdle: 32, idleTimeoutMs: 30_000 },
+  );
+}
+
+export interface Daemon {
+  /** Where each listener listens (port 0 in the config becomes the real port here). */
+  readonly addresses: { host: string; port: number; protocol: string }[];
+  readonly metricsAddress: { host: string; port: number } | null;
+  /** Loads a new configuration; on any problem the running one stays. */
+  reload(next: Config): Promise<{ kind: 'ok'; warnings: string[] } | { kind: 'error'; problems: string[] }>;
+  /** Stops accepting, answers 421 4.3.2, waits for transactions in flight (up to drain_timeout), closes. */
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
+  const built = await buildRuntime(config);
+  if (built.kind === 'error') throw new StartupError(built.problems);
+  for (const w of built.warnings) logger.warn(w);
+  const holder = new RuntimeHolder(built.runtime);
+  const metrics: Metrics = createMetrics({ signingDomains: built.runtime.keys.byFromDomain.keys() });
+  metrics.setDnsCacheStats(() => built.resolver.stats());
+  let pool = createPool(config);
+  let draining = false;
+  let inFlight = 0;
+  let drained: (() => void) | null = null;
+  const deps = {
+    runtime: holder,
+    pool: () => pool,
+    logger,
+    metrics,
+    draining: () => draining,
+    inFlight: {
+      start: () => void inFlight++,
+      finish: () => {
+        inFlight--;
+        if (inFlight === 0 && drained) drained();
+      },
+    },
+  };
+  const servers: SMTPServer[] = [];
+  const addresses: Daemon['addresses'] = [];
+  try {
+    for (const [i, l] of config.listen.entries()) {
+      const server = createListener(i, l, deps);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(l.port, l.host, () => {
+          server.removeListener('error', reject);
+          resolve();
+        });
+      });
+      const address = (server as unknown as { server: import('node:net').Server }).server.address();
+      addresses.push({ host: l.host, port: typeof address === 'object' && address ? address.port : l.port, protocol: l.protocol });
+      servers.push(server);
+    }
+  } catch (err) {
+    for (const s of servers) s.close();
+    throw err;
+  }
+  let metricsServer: MetricsServer | null = null;
+  if (config.metrics) {
+    metricsServer = await startMetricsServer({
+      host: config.metrics.host,
+      port: config.metrics.port,
+      metrics,
+      health: () => ({ ok: !draining, detail: { draining, inFlight, listeners: addresses.length } }),
+    });
+  }
+  for (const a of addresses) logger.info({ listener: `${a.protocol}://${a.host}:${a.port}` }, 'listening');
+
+  return {
+    addresses,
+    metricsAddress: metricsServer ? metricsServer.address : null,
+    async reload(next) {
+      const rebuilt = await buildRuntime(next);
+      if (rebuilt.kind === 'error') return rebuilt;
+      const current = holder.get().config;
+      if (JSON.stringify(current.listen) !== JSON.stringify(next.listen)) {
+        rebuilt.warnings.push('listen changed: listeners are only re-bound at restart; the old ones keep serving');
+      }
+      if (JSON.stringify(current.nextHop) !== JSON.stringify(next.nextHop) || current.limits.nextHopTimeout !== next.limits.nextHopTimeout) {
+        const old = pool;
+        pool = createPool(next);
+        void old.closeAll();
+      }
+      holder.replace(rebuilt.runtime);
+      metrics.setDnsCacheStats(() => rebuilt.resolver.stats());
+      metrics.setSigningDomains(rebuilt.runtime.keys.byFromDomain.keys());
+      return { kind: 'ok', warnings: rebuilt.warnings };
+    },
+    async stop() {
+      draining = true;
+      const drainMs = holder.get().config.limits.drainTimeout * 1000;
+      for (const s of servers) {
+        (s.options as { closeTimeout?: number }).closeTimeout = drainMs;
+        s.close();
+      }
+      if (inFlight > 0) {
+        await new Promise<void>((resolve) => {
+          drained = resolve;
+          setTimeout(resolve, drainMs).unref();
+        });
+      }
+      // Sessions between transactions are told we are going.
+      for (const s of servers) {
+        for (const c of (s as unknown as { connections: Set<{ send(code: number, text: string): void; close(): void }> }).connections) {
+          c.send(421, '4.3.2 shutting down, try again later');
+          c.close();
+        }
+      }
+      await pool.closeAll();
+      await metricsServer?.close();
+    },
+  };
+}
+
+/** The configuration refers to something that cannot be loaded (keys, users, zone files). */
+export class StartupError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'));
+    this.name = 'StartupError';
+  }
+}

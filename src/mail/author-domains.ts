@@ -1,0 +1,64 @@
+// The author domains of a message: the domain of each From field's (first) mailbox, RFC 5322 §3.6.2.
+// Input: untrusted header bytes; comments and quoted strings are skipped, never interpreted.
+
+import { fieldValue, type FramedMessage } from './header-fields.js';
+
+/** At most this many characters of a From value are read (a real one is far shorter). */
+const MAX_FROM_CHARS = 8192;
+
+/**
+ * The addr-spec of the first mailbox in a From value: inside <...> when there is an angle address,
+ * else the first bare word with an "@". Comments "(...)" (nested) and quoted strings are skipped.
+ */
+export function firstAddress(value: string): string | null {
+  let plain = '';
+  let depth = 0;
+  let quoted = false;
+  const text = value.length > MAX_FROM_CHARS ? value.slice(0, MAX_FROM_CHARS) : value;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '\\' && (quoted || depth > 0)) {
+      i++;
+      continue;
+    }
+    if (quoted) {
+      if (c === '"') quoted = false;
+      // Keep a placeholder so "a@b"@c is not read as an address inside the quotes.
+      plain += c === '@' ? '_' : c === ',' || c === '<' || c === '>' ? '_' : 'q';
+      continue;
+    }
+    if (depth > 0) {
+      if (c === '(') depth++;
+      else if (c === ')') depth--;
+      continue;
+    }
+    if (c === '(') depth++;
+    else if (c === '"') quoted = true;
+    else plain += c;
+  }
+  // The first mailbox: up to a top-level comma (group syntax "name: a@b, c@d;" is read through).
+  const afterGroup = plain.includes(':') && plain.indexOf(':') < (plain.indexOf('<') === -1 ? Infinity : plain.indexOf('<')) ? plain.slice(plain.indexOf(':') + 1) : plain;
+  const first = afterGroup.split(',').find((part) => part.includes('@')) ?? '';
+  const angle = /<([^<>]*)>/.exec(first);
+  const spec = (angle ? angle[1]! : first).trim().replace(/;$/, '').trim();
+  return spec.includes('@') ? spec : null;
+}
+
+/** The domain of an addr-spec, lower-cased, without brackets' content (address literals give null). */
+export function addressDomain(addrSpec: string): string | null {
+  const at = addrSpec.lastIndexOf('@');
+  const domain = addrSpec.slice(at + 1).trim().toLowerCase().replace(/\.$/, '');
+  if (domain === '' || domain.startsWith('[') || /[\s<>]/.test(domain)) return null;
+  return domain;
+}
+
+/** One entry per From field, in header order: its first mailbox's domain, or null when it has none. */
+export function authorDomains(framed: FramedMessage): (string | null)[] {
+  const domains: (string | null)[] = [];
+  for (const field of framed.fields) {
+    if (field.lowerName !== 'from') continue;
+    const address = firstAddress(fieldValue(framed.buf, field));
+    domains.push(address === null ? null : addressDomain(address));
+  }
+  return domains;
+}

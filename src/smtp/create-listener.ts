@@ -1,0 +1,414 @@
+// One SMTP or LMTP listener: smtp-server wired to the pipeline and the next hop. MAIL and RCPT are
+// proxied to the next hop in real time, so its verdict on each recipient is the client's; DATA is
+// received, signed or verified, relayed, and answered with the next hop's end-of-data reply.
+// Input: untrusted SMTP clients; trusts XFORWARD only from xforward_hosts, AUTH only via users_file.
+
+import { readFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
+import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
+import { removeFields } from '../auth-results/remove-auth-results.js';
+import type { ListenerConfig } from '../config/config.js';
+import type { Logger } from '../observability/logger.js';
+import { formatMessageLog, parseQueuedAs, type MessageRecord, type NextHopReply } from '../observability/message-log.js';
+import type { Metrics } from '../observability/metrics.js';
+import { finishMessage, prepareMessage, type MessageContext, type PreparedMessage } from '../pipeline/process-message.js';
+import { receiveMessage, type ReceiveOutcome } from '../pipeline/receive-message.js';
+import { describeClient, matchCidrs, type ClientIdentity } from '../policy/client-identity.js';
+import type { NextHopConnection, ReplyOutcome } from '../relay/next-hop-connection.js';
+import type { NextHopPool } from '../relay/next-hop-pool.js';
+import type { SmtpReply } from '../relay/smtp-reply.js';
+import { newQueueId } from './queue-id.js';
+import { passThrough, REPLIES, replyError, type SmtpReplyValue } from './reply-codes.js';
+import type { Runtime, RuntimeHolder } from './runtime.js';
+import { installSmtpServerAdapter, type ProxyAllowedOption } from './smtp-server-adapter.js';
+
+export interface ListenerDeps {
+  runtime: RuntimeHolder;
+  /** The next-hop pool (replaced when a reload changes next_hop). */
+  pool: () => NextHopPool;
+  logger: Logger;
+  metrics: Metrics;
+  /** True once SIGTERM arrived: new transactions get 421 4.3.2. */
+  draining: () => boolean;
+  /** Counts transactions in flight, for the drain. */
+  inFlight: { start(): void; finish(): void };
+}
+
+interface Transaction {
+  readonly queueId: string;
+  readonly started: number;
+  readonly connection: NextHopConnection;
+  readonly mailFrom: string;
+  readonly recipients: string[];
+}
+
+interface SessionState {
+  transaction: Transaction | null;
+  /** DATA is being received or relayed: that code path ends the transaction. */
+  inData: boolean;
+  closed: boolean;
+}
+
+type Callback = (err?: Error | null) => void;
+
+/** Bare-LF refusals and the like, as replies. */
+function refusalReply(outcome: Exclude<ReceiveOutcome, { kind: 'received' }>): SmtpReplyValue {
+  switch (outcome.kind) {
+    case 'refused':
+      switch (outcome.reason) {
+        case 'bare_cr':
+          return REPLIES.bareCr;
+        case 'bare_lf':
+          return REPLIES.bareLf;
+        case 'nul':
+          return REPLIES.nul;
+        case 'header_too_large':
+          return REPLIES.headerTooBig;
+        case 'message_too_large':
+          return REPLIES.tooBig;
+      }
+      break;
+    case 'spool_failed':
+      return outcome.reason === 'disk_full' ? REPLIES.outOfDisk : REPLIES.internalError;
+    case 'aborted':
+      return REPLIES.internalError;
+  }
+  return REPLIES.internalError;
+}
+
+function toLogReply(reply: SmtpReply): NextHopReply {
+  return { code: reply.code, enhanced: reply.enhanced, text: reply.text };
+}
+
+export function createListener(index: number, listener: ListenerConfig, deps: ListenerDeps): SMTPServer {
+  installSmtpServerAdapter();
+  const sessions = new Map<string, SessionState>();
+  const label = `${listener.protocol}://${listener.host}:${listener.port}`;
+  const lmtp = listener.protocol === 'lmtp';
+  const initial = deps.runtime.get();
+  const listenerRuntime = (rt: Runtime) => rt.listeners[index]!;
+  const tls = listener.tls ? { key: readFileSync(listener.tls.key), cert: readFileSync(listener.tls.cert) } : {};
+
+  const stateOf = (session: SMTPServerSession): SessionState => {
+    let state = sessions.get(session.id);
+    if (!state) {
+      state = { transaction: null, inData: false, closed: false };
+      sessions.set(session.id, state);
+    }
+    return state;
+  };
+
+  const peerAddress = (session: SMTPServerSession): string => {
+    const original = session.xForward.get('ADDR:DEFAULT');
+    return typeof original === 'string' ? original : session.remoteAddress;
+  };
+
+  const clientOf = (session: SMTPServerSession, rt: Runtime): ClientIdentity => {
+    const peer = peerAddress(session);
+    const addr = session.xForward.get('ADDR');
+    return describeClient({
+      peerAddress: peer,
+      xforwardAddr: typeof addr === 'string' ? addr : null,
+      peerIsXforwardHost: matchCidrs(peer, listenerRuntime(rt).xforwardHosts),
+      authUser: typeof session.user === 'string' ? session.user : null,
+    });
+  };
+
+  /** Ends a transaction: the next hop connection goes back to the pool. */
+  const endTransaction = (state: SessionState, clean: boolean): void => {
+    const txn = state.transaction;
+    if (!txn) return;
+    state.transaction = null;
+    deps.inFlight.finish();
+    deps.metrics.transactionFinished();
+    void deps.pool().release(txn.connection, clean ? 'clean' : 'dirty');
+  };
+
+  /** A failed command to the next hop, as our reply; the transaction ends. */
+  const nextHopFailure = (outcome: Exclude<ReplyOutcome, { kind: 'reply' }>): SmtpReplyValue => {
+    deps.metrics.recordNextHopError(outcome.kind === 'timeout' ? 'timeout' : 'lost');
+    return outcome.kind === 'timeout' ? REPLIES.nextHopTimeout : REPLIES.nextHopLost;
+  };
+
+  const hideNames = (connection: NextHopConnection | null): string[] => {
+    const rt = deps.runtime.get();
+    return [rt.config.nextHop.host, connection?.remoteGreetingHost ?? ''].filter((n) => n !== '');
+  };
+
+  const onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {
+    const state = stateOf(session);
+    // A new MAIL after RSET, or a transaction the client abandoned: the old one ends first.
+    endTransaction(state, false);
+    if (deps.draining()) return callback(replyError(REPLIES.shuttingDown));
+    void (async () => {
+      const acquired = await deps.pool().acquire();
+      if (acquired.kind !== 'ok') {
+        if (acquired.kind === 'refused') return callback(replyError(passThrough(acquired.reply.code, acquired.reply.enhanced, acquired.reply.text, hideNames(null))));
+        deps.metrics.recordNextHopError(acquired.kind === 'unreachable' ? 'unreachable' : acquired.kind === 'timeout' ? 'timeout' : 'lost');
+        return callback(replyError(acquired.kind === 'unreachable' ? REPLIES.nextHopUnreachable : acquired.kind === 'timeout' ? REPLIES.nextHopTimeout : REPLIES.nextHopLost));
+      }
+      const connection = acquired.connection;
+      const sent = await connection.mailFrom(address.address, address.args || {});
+      if (sent.kind !== 'reply') {
+        void deps.pool().release(connection, 'dirty');
+        return callback(replyError(nextHopFailure(sent)));
+      }
+      if (sent.reply.code >= 300) {
+        void deps.pool().release(connection, 'dirty');
+        return callback(replyError(passThrough(sent.reply.code, sent.reply.enhanced, sent.reply.text, hideNames(connection))));
+      }
+      if (state.closed) {
+        void deps.pool().release(connection, 'dirty');
+        return callback();
+      }
+      state.transaction = { queueId: newQueueId(), started: performance.now(), connection, mailFrom: address.address, recipients: [] };
+      deps.inFlight.start();
+      deps.metrics.transactionStarted();
+      callback();
+    })().catch((err: unknown) => {
+      deps.logger.error({ err, session: session.id }, 'MAIL FROM failed');
+      callback(replyError(REPLIES.internalError));
+    });
+  };
+
+  const onRcptTo = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {
+    const state = stateOf(session);
+    const txn = state.transaction;
+    if (!txn) return callback(replyError(REPLIES.internalError));
+    void (async () => {
+      const rcptArgs = { ...(address.args || {}) };
+      const sent = await txn.connection.rcptTo(address.address, rcptArgs);
+      if (sent.kind !== 'reply') {
+        const reply = nextHopFailure(sent);
+        endTransaction(state, false);
+        return callback(replyError(reply));
+      }
+      if (sent.reply.code >= 300) {
+        // Refused by the next hop: the client hears it now, so the recipient is never acknowledged and dropped.
+        return callback(replyError(passThrough(sent.reply.code, sent.reply.enhanced, sent.reply.text, hideNames(txn.connection))));
+      }
+      txn.recipients.push(address.address);
+      callback();
+    })().catch((err: unknown) => {
+      deps.logger.error({ err, session: session.id }, 'RCPT TO failed');
+      callback(replyError(REPLIES.internalError));
+    });
+  };
+
+  const onData = (
+    stream: NodeJS.ReadableStream & { sizeExceeded?: boolean },
+    session: SMTPServerSession,
+    callback: (err?: Error | null, message?: string | (string | Error)[]) => void,
+  ): void => {
+    const state = stateOf(session);
+    const txn = state.transaction;
+    const rt = deps.runtime.get();
+    const startedAt = performance.now();
+    state.inData = true;
+    if (!txn) {
+      stream.resume();
+      return callback(replyError(REPLIES.internalError));
+    }
+    const client = clientOf(session, rt);
+    const lr = listenerRuntime(rt);
+    const cfg = rt.config;
+    const ctx: MessageContext = {
+      client,
+      relayHosts: lr.relayHosts,
+      allowedDomains: rt.users ? { byUser: rt.users.allowedDomainsByUser } : undefined,
+      keys: rt.keys,
+      authservId: cfg.authservId,
+      verify: {
+        enabled: cfg.verify.enabled,
+        maxSignatures: cfg.verify.maxSignatures,
+        minKeyBits: cfg.verify.minKeyBits,
+        allowSha1: cfg.verify.allowSha1,
+        clockSkewSec: cfg.verify.clockSkew,
+      },
+      policy: cfg.policy,
+      lookupTxt: rt.lookupTxt,
+      nowSec: () => Math.floor(Date.now() / 1000),
+    };
+    const record: MessageRecord = {
+      queueId: txn.queueId,
+      listener: label,
+      client: { address: client.address, via: client.via, helo: session.clientHostname, authUser: client.authUser },
+      envelope: { mailFrom: txn.mailFrom, rcptTo: [...txn.recipients] },
+      sizeBytes: 0,
+      decision: { kind: 'verify', reason: '' },
+      relay: { outcome: 'not_relayed' },
+      timings: { receiveMs: 0, relayMs: 0, totalMs: 0 },
+      outcome: 'rejected',
+    };
+    const finish = (err: Error | null, message?: string | (string | Error)[], clean = false) => {
+      record.timings.totalMs = performance.now() - startedAt;
+      if (state.closed && record.relay.outcome === 'delivered') {
+        // The next hop holds the message but our client is gone: it may send it again (reliability.md invariant 2).
+        record.relay.outcome = 'ambiguous';
+        record.outcome = 'ambiguous';
+      }
+      deps.logger.info(formatMessageLog(record), 'message');
+      deps.metrics.recordMessage(record);
+      state.inData = false;
+      endTransaction(state, clean);
+      callback(err, message);
+    };
+    const reject = (reply: SmtpReplyValue, outcome: string) => {
+      record.outcome = outcome;
+      finish(replyError(reply));
+    };
+
+    void (async () => {
+      let prepared: PreparedMessage | null = null;
+      const received = await receiveMessage(
+        stream as unknown as import('node:stream').Readable,
+        {
+          maxHeaderBytes: cfg.limits.maxHeaderSize,
+          maxMessageBytes: cfg.limits.maxMessageSize,
+          spillThresholdBytes: cfg.limits.spillThreshold,
+          spoolDir: cfg.limits.spoolDir ?? tmpdir(),
+          lineEndings: listener.lineEndings,
+        },
+        (framed) => {
+          prepared = prepareMessage(framed, ctx);
+          return prepared.bodySpecs;
+        },
+      );
+      record.timings.receiveMs = performance.now() - startedAt;
+      if (received.kind !== 'received') return reject(refusalReply(received), `refused: ${received.kind === 'refused' ? received.reason : received.kind}`);
+      const message = received.message;
+      record.sizeBytes = message.sizeBytes;
+      try {
+        const prep = prepared as PreparedMessage | null;
+        if (!prep) return reject(REPLIES.internalError, 'internal error');
+        record.decision = { kind: prep.decision.kind, reason: prep.decision.reason };
+        record.authorDomain = prep.authors[0] ?? null;
+        const finished = await finishMessage(prep, message.framed, message.bodyHashes, ctx);
+        if (finished.kind === 'refuse') return reject(REPLIES.domainNotAllowed, 'refused: domain not allowed');
+        if (finished.kind !== 'relay' && finished.verdicts) {
+          record.signatures = finished.verdicts.map((v) => ({ domain: v.domain, selector: v.selector, result: v.result, reason: v.reason }));
+          record.timings.verifyMs = finished.verifyMs;
+        }
+        if (finished.kind === 'reject') {
+          record.policy = { kind: 'reject', status: finished.policy.status, dryRun: false };
+          const reply = finished.policy.status === 'no_passing' ? REPLIES.noPassingSignature : finished.policy.status === 'none_acceptable' ? REPLIES.noAcceptableSignature : REPLIES.noAlignedSignature;
+          return reject(reply, `rejected: ${finished.policy.status}`);
+        }
+        if (finished.kind === 'tempfail') {
+          if (finished.cause === 'signing') deps.logger.error({ queueId: txn.queueId, detail: finished.detail }, 'signing failed');
+          return reject(finished.cause === 'dns' ? REPLIES.dnsTempfail : REPLIES.signingKeyUnavailable, `deferred: ${finished.cause}`);
+        }
+        if (finished.verdicts) {
+          record.signatures = finished.verdicts.map((v) => ({ domain: v.domain, selector: v.selector, result: v.result, reason: v.reason }));
+          record.timings.verifyMs = finished.verifyMs;
+        }
+        if (finished.signedWith.length > 0) {
+          record.signedWith = finished.signedWith;
+          record.timings.signMs = finished.signMs;
+        }
+        if (finished.policy) record.policy = { kind: finished.policy.kind, status: 'status' in finished.policy ? finished.policy.status : undefined, dryRun: true };
+
+        const header = message.header;
+        const parts = (async function* () {
+          if (finished.prepend.length > 0) yield finished.prepend;
+          yield* removeFields(header, finished.remove);
+          yield* message.body.read();
+        })();
+        const relayStarted = performance.now();
+        const outcome = await txn.connection.data(parts, txn.recipients.length);
+        record.timings.relayMs = performance.now() - relayStarted;
+        if (outcome.kind === 'replies') {
+          const replies = outcome.replies;
+          const first = replies[0]!;
+          record.relay = {
+            outcome: replies.every((r) => r.code < 300) ? 'delivered' : replies.some((r) => r.code < 300) ? 'delivered' : first.code < 500 ? 'deferred' : 'refused',
+            reply: toLogReply(first),
+            perRecipient: replies.length > 1 ? replies.map((r, i) => ({ recipient: txn.recipients[i] ?? '', reply: toLogReply(r) })) : undefined,
+            nextHopQueueId: parseQueuedAs(first.text),
+          };
+          const answer = (r: SmtpReply): string | Error =>
+            r.code < 300 ? `2.0.0 Ok: queued as ${txn.queueId}` : replyError(passThrough(r.code, r.enhanced, r.text, hideNames(txn.connection)));
+          if (lmtp) {
+            // One reply per recipient: the next hop's own when it speaks LMTP, else its one reply for all.
+            const perRecipient = txn.recipients.map((_, i) => answer(replies[i] ?? first));
+            record.outcome = perRecipient.every((a) => typeof a === 'string') ? 'delivered' : 'partly delivered';
+            return finish(null, perRecipient, true);
+          }
+          if (first.code < 300) {
+            record.outcome = 'delivered';
+            return finish(null, `2.0.0 Ok: queued as ${txn.queueId}`, true);
+          }
+          record.outcome = first.code < 500 ? 'deferred by next hop' : 'refused by next hop';
+          return finish(answer(first) as Error, undefined, true);
+        }
+        if (outcome.kind === 'refused') {
+          record.relay = { outcome: outcome.reply.code < 500 ? 'deferred' : 'refused', reply: toLogReply(outcome.reply) };
+          record.outcome = 'refused by next hop';
+          return finish(replyError(passThrough(outcome.reply.code, outcome.reply.enhanced, outcome.reply.text, hideNames(txn.connection))));
+        }
+        // Timeout or lost. After the final dot the next hop may hold the message: logged as ambiguous.
+        record.relay = { outcome: outcome.afterEndOfData ? 'ambiguous' : outcome.kind };
+        record.outcome = outcome.afterEndOfData ? 'ambiguous' : `next hop ${outcome.kind}`;
+        deps.metrics.recordNextHopError(outcome.kind);
+        return finish(replyError(outcome.kind === 'timeout' ? REPLIES.nextHopTimeout : REPLIES.nextHopLost));
+      } finally {
+        await message.body.dispose();
+      }
+    })().catch((err: unknown) => {
+      deps.logger.error({ err, queueId: txn.queueId }, 'message processing failed');
+      record.outcome = 'internal error';
+      finish(replyError(REPLIES.internalError));
+    });
+  };
+
+  const server = new SMTPServer({
+    ...tls,
+    name: hostname(),
+    banner: 'dkimgate',
+    lmtp,
+    size: initial.config.limits.maxMessageSize,
+    maxClients: initial.config.limits.maxClients,
+    socketTimeout: initial.config.limits.socketTimeout * 1000,
+    hideSTARTTLS: !listener.tls,
+    disabledCommands: initial.users ? [] : ['AUTH'],
+    authOptional: true,
+    allowInsecureAuth: listener.allowInsecureAuth,
+    disableReverseLookup: true,
+    useXForward: true,
+    proxyAllowed: (address: string) => matchCidrs(address, listenerRuntime(deps.runtime.get()).xforwardHosts),
+    logger: false,
+    onConnect(session, callback) {
+      deps.metrics.connectionOpened();
+      stateOf(session);
+      if (deps.draining()) return callback(replyError(REPLIES.shuttingDown));
+      callback();
+    },
+    onAuth(auth, session, callback) {
+      const users = deps.runtime.get().users;
+      const username = auth.username ?? '';
+      if (!users || (auth.method !== 'PLAIN' && auth.method !== 'LOGIN')) return callback(replyError(REPLIES.badCredentials));
+      void users.verifyPassword(username, auth.password ?? '').then((ok) => {
+        if (ok) return callback(null, { user: username });
+        // A failed attempt costs the client a second: brute force gets slow.
+        setTimeout(() => callback(replyError(REPLIES.badCredentials)), 1000);
+      });
+    },
+    onMailFrom,
+    onRcptTo,
+    onData,
+    onClose(session) {
+      const state = sessions.get(session.id);
+      if (state) {
+        state.closed = true;
+        // A DATA in progress ends the transaction itself (and may log it as ambiguous).
+        if (!state.inData) endTransaction(state, false);
+      }
+      sessions.delete(session.id);
+      deps.metrics.connectionClosed();
+    },
+  } as ConstructorParameters<typeof SMTPServer>[0] & ProxyAllowedOption);
+  // TCP_NODELAY on every client socket: a loopback filter otherwise waits for Nagle on each reply.
+  (server as unknown as { server: import('node:net').Server }).server.on('connection', (socket: import('node:net').Socket) => socket.setNoDelay(true));
+  server.on('error', (err) => deps.logger.error({ err, listener: label }, 'listener error'));
+  return server;
+}

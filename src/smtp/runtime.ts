@@ -1,0 +1,32 @@
+// The state the SMTP layer serves with: one immutable snapshot, replaced whole on SIGHUP so that a
+// transaction never sees half of an old configuration and half of a new one.
+// Touches nothing; src/app.ts builds snapshots.
+
+import type { Cidr } from '../config/address-syntax.js';
+import type { Config, ListenerConfig } from '../config/config.js';
+import type { TxtLookup } from '../dkim/txt-lookup.js';
+import type { KeyStore } from '../keys/key-store.js';
+import type { UsersFile } from './users-file.js';
+
+export interface Runtime {
+  readonly config: Config;
+  readonly keys: KeyStore;
+  readonly users: UsersFile | null;
+  readonly lookupTxt: TxtLookup;
+  /** Compiled global relay_hosts and xforward_hosts. */
+  readonly relayHosts: readonly Cidr[];
+  readonly xforwardHosts: readonly Cidr[];
+  /** Per listener (by index), the compiled lists that apply to it. */
+  readonly listeners: readonly { config: ListenerConfig; relayHosts: readonly Cidr[]; xforwardHosts: readonly Cidr[] }[];
+}
+
+/** Holds the current snapshot; readers take it once per transaction. */
+export class RuntimeHolder {
+  constructor(private current: Runtime) {}
+  get(): Runtime {
+    return this.current;
+  }
+  replace(next: Runtime): void {
+    this.current = next;
+  }
+}
