@@ -578,7 +578,8 @@ describe('Postfix smtp-sink', () => {
     await expect(startSmtpSink({ path: '/nonexistent/smtp-sink' })).rejects.toThrow(/package "postfix"/);
   });
 
-  it.runIf(existsSync(SMTP_SINK_PATH))('delivers a message to smtp-sink', async () => {
+  it('delivers a message to smtp-sink', async () => {
+    if (!existsSync(SMTP_SINK_PATH)) throw new Error(`${SMTP_SINK_PATH} is missing: apt-get install postfix (a test peer; .ci/run installs it without starting it)`);
     const sink = await startSmtpSink();
     running.push({ close: () => sink.stop() });
     const connection = await connected(sink);
