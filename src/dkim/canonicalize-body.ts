@@ -16,11 +16,18 @@ const DOUBLE_SP = Buffer.from('  ');
 const CRLF_BLOCK = Buffer.from('\r\n'.repeat(4096));
 const CRLF = CRLF_BLOCK.subarray(0, 2);
 /** Runs of whole lines at least this long go to WebAssembly; below it the copy and call cost more than they save. */
-export const WASM_MIN_BYTES = 2048;
+export const WASM_MIN_BYTES = 256;
 const WASM_SLICE_BYTES = 64 * 1024;
 
 /** Receives canonical bytes. The Buffer is only valid during the call (scratch space is reused): copy to keep. */
 export type Emit = (bytes: Buffer) => void;
+
+/**
+ * Output space of the byte-at-a-time path, shared by every canonicalizer: a slow() call runs to the
+ * end without yielding and emits synchronously, so no two calls overlap; one buffer per message
+ * would cost an allocation per message.
+ */
+let scratch = Buffer.allocUnsafe(8192);
 
 export interface BodyCanonicalizer {
   write(chunk: Buffer): void;
@@ -45,7 +52,6 @@ export class RelaxedBodyCanonicalizer implements BodyCanonicalizer {
   private pendingSpace = false;
   /** The previous byte was a CR (possibly the last byte of the previous chunk). */
   private pendingCr = false;
-  private scratch = Buffer.allocUnsafe(8192);
 
   constructor(private readonly emit: Emit) {}
 
@@ -180,8 +186,8 @@ export class RelaxedBodyCanonicalizer implements BodyCanonicalizer {
 
   /** Byte-at-a-time canonicalization of [from, to), exact for any input and state. */
   private slow(chunk: Buffer, from: number, to: number): void {
-    if (this.scratch.length < to - from + 2) this.scratch = Buffer.allocUnsafe(to - from + 2);
-    this.out = this.scratch;
+    if (scratch.length < to - from + 2) scratch = Buffer.allocUnsafe(to - from + 2);
+    this.out = scratch;
     this.o = 0;
     for (let i = from; i < to; i++) {
       const b = chunk[i]!;
@@ -207,7 +213,7 @@ export class RelaxedBodyCanonicalizer implements BodyCanonicalizer {
     this.flushOut();
     this.out = null;
     // Do not keep a huge scratch buffer alive after one long line.
-    if (this.scratch.length > 1 << 20) this.scratch = Buffer.allocUnsafe(8192);
+    if (scratch.length > 1 << 20) scratch = Buffer.allocUnsafe(8192);
   }
 
   private out: Buffer | null = null;
