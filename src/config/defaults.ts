@@ -10,22 +10,23 @@ export interface ItemDefaults {
   requireRule: Omit<RequireRule, 'domain'>;
 }
 
+const LISTENER_DEFAULTS: ListenerConfig = {
+  host: '127.0.0.1',
+  port: 10027,
+  protocol: 'smtp',
+  tls: null,
+  relayHosts: null,
+  xforwardHosts: null,
+  allowInsecureAuth: false,
+  lineEndings: 'normalize',
+};
+
 /** Every default, in one frozen object. `config` is what an empty file yields. */
 export const DEFAULTS: Readonly<{ config: Readonly<Config>; items: Readonly<ItemDefaults> }> = deepFreeze({
   config: {
     authservId: hostname(),
-    listen: [
-      {
-        host: '127.0.0.1',
-        port: 10027,
-        protocol: 'smtp',
-        tls: null,
-        relayHosts: null,
-        xforwardHosts: null,
-        allowInsecureAuth: false,
-        lineEndings: 'normalize',
-      },
-    ],
+    // The default listener is the list-item default: one listener with every key defaulted.
+    listen: [LISTENER_DEFAULTS],
     nextHop: { host: '127.0.0.1', port: 10026, tls: 'none', auth: null },
     relayHosts: ['127.0.0.1/32', '::1/128'],
     xforwardHosts: [],
@@ -59,16 +60,7 @@ export const DEFAULTS: Readonly<{ config: Readonly<Config>; items: Readonly<Item
     metrics: null,
   },
   items: {
-    listener: {
-      host: '127.0.0.1',
-      port: 10027,
-      protocol: 'smtp',
-      tls: null,
-      relayHosts: null,
-      xforwardHosts: null,
-      allowInsecureAuth: false,
-      lineEndings: 'normalize',
-    },
+    listener: LISTENER_DEFAULTS,
     // Default aligned: a require rule exists to stop spoofing of the author domain, and a passing
     // signature from any other domain (a list, a forwarder) does not do that.
     requireRule: { aligned: true },
