@@ -370,6 +370,10 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     maxClients: initial.config.limits.maxClients,
     socketTimeout: initial.config.limits.socketTimeout * 1000,
     hideSTARTTLS: !listener.tls,
+    // Both are off by default in smtp-server: our replies carry RFC 3463/7372 codes, and DSN
+    // parameters (RET, ENVID, NOTIFY, ORCPT) are passed to the next hop.
+    hideENHANCEDSTATUSCODES: false,
+    hideDSN: false,
     disabledCommands: initial.users ? [] : ['AUTH'],
     authOptional: true,
     allowInsecureAuth: listener.allowInsecureAuth,
