@@ -1,0 +1,590 @@
+// Integration tests of the daemon in-process: startDaemon on port 0, a real next hop (smtp-server), real DNS (dnsmasq),
+// a raw-socket SMTP client, and dkimpy as an independent verifier. Touches: loopback sockets, temp dirs, /usr/bin/python3.
+
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
+import { SMTPServer } from 'smtp-server';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startDaemon, type Daemon } from '../../../src/app.js';
+import type { Config, DomainSignConfig } from '../../../src/config/config.js';
+import { DEFAULTS, defaultConfig } from '../../../src/config/defaults.js';
+import { verifyMessage } from '../../../src/dkim/verify.js';
+import { createLogger } from '../../../src/observability/logger.js';
+import { BASIC_MESSAGE, crlf, ed25519Key, rsaKey, sign, tableLookup, type TestKey } from '../../helpers/dkim-test-kit.js';
+import { startDnsServer, type RunningDnsServer } from '../../helpers/dns-server.js';
+import { startNextHopServer, type NextHopServerOptions, type RunningNextHop } from '../../helpers/next-hop-server.js';
+
+const execFileAsync = promisify(execFile);
+const AUTHSERV = 'gate.test.example';
+const SIGN_DOMAIN = 'example.com';
+
+// ---- raw SMTP client ------------------------------------------------------------------------------------
+
+import { RawClient, type Reply } from '../../helpers/raw-smtp-client.js';
+
+/** One SMTP transaction; returns every reply; stops at the first failing step. */
+async function sendMail(
+  port: number,
+  opts: { from?: string; to?: string[]; data: Buffer; helo?: string; xforward?: string; lmtp?: boolean; timeoutMs?: number },
+): Promise<{ ehlo: Reply; mail: Reply; rcpts: Reply[]; data: Reply | null; final: Reply[] }> {
+  const client = await RawClient.open(port);
+  try {
+    const ehlo = await client.command(`${opts.lmtp ? 'LHLO' : 'EHLO'} ${opts.helo ?? 'client.outside.test'}`);
+    if (opts.xforward) {
+      const xf = await client.command(`XFORWARD ${opts.xforward}`);
+      expect(xf.code).toBe(250);
+    }
+    const mail = await client.command(`MAIL FROM:<${opts.from ?? 'alice@example.com'}>`, opts.timeoutMs);
+    const result = { ehlo, mail, rcpts: [] as Reply[], data: null as Reply | null, final: [] as Reply[] };
+    if (mail.code !== 250) return result;
+    for (const rcpt of opts.to ?? ['bob@example.org']) result.rcpts.push(await client.command(`RCPT TO:<${rcpt}>`, opts.timeoutMs));
+    if (!result.rcpts.some((r) => r.code === 250)) return result;
+    result.data = await client.command('DATA');
+    if (result.data.code !== 354) return result;
+    client.write(dotStuff(opts.data));
+    client.write('.\r\n');
+    const answers = opts.lmtp ? result.rcpts.filter((r) => r.code === 250).length : 1;
+    for (let i = 0; i < answers; i++) result.final.push(await client.read(opts.timeoutMs ?? 10_000));
+    client.write('QUIT\r\n');
+    return result;
+  } finally {
+    setTimeout(() => client.close(), 50).unref();
+  }
+}
+
+function dotStuff(data: Buffer): Buffer {
+  let text = data.toString('latin1').replace(/(^|\r\n)\./g, '$1..');
+  if (!text.endsWith('\r\n')) text += '\r\n';
+  return Buffer.from(text, 'latin1');
+}
+
+// ---- harness --------------------------------------------------------------------------------------------
+
+type LogLine = Record<string, unknown> & { msg?: string };
+
+type Gate = { daemon: Daemon; port: number; nextHop: RunningNextHop; logs: LogLine[]; config: Config };
+
+const cleanups: Array<() => Promise<void>> = [];
+let keyDir = '';
+let dns: RunningDnsServer;
+const rsa = rsaKey(2048);
+const ed = ed25519Key();
+const outsideKey = rsaKey(2048);
+
+function signDomain(selectors: Array<{ selector: string; digest?: 'ed25519-sha256' }>): DomainSignConfig {
+  return {
+    baseDomain: null,
+    signCondition: null,
+    overrides: {},
+    selectors: selectors.map((s) => ({ selector: s.selector, overrides: s.digest ? { digest: s.digest } : {} })),
+  };
+}
+
+function baseConfig(over: Partial<Config> = {}): Config {
+  const base = defaultConfig();
+  return {
+    ...base,
+    authservId: AUTHSERV,
+    listen: [{ ...DEFAULTS.items.listener, port: 0 }],
+    relayHosts: ['127.0.0.1/32'],
+    dns: { ...base.dns, servers: [dns.server], timeout: 2000 },
+    sign: {
+      ...base.sign,
+      key: `${keyDir}/%{d}/%{s}.pem`,
+      domains: { [SIGN_DOMAIN]: signDomain([{ selector: 'rsa1' }, { selector: 'ed1', digest: 'ed25519-sha256' }]) },
+    },
+    ...over,
+  };
+}
+
+async function startGate(over: Partial<Config> = {}, hop: NextHopServerOptions = {}, hopPort?: number): Promise<Gate> {
+  const nextHop = await startNextHopServer(hop);
+  cleanups.push(() => nextHop.close());
+  const logs: LogLine[] = [];
+  const destination = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) logs.push(JSON.parse(line) as LogLine);
+      cb();
+    },
+  });
+  const config = baseConfig(over);
+  config.nextHop = { ...config.nextHop, host: nextHop.host, port: hopPort ?? nextHop.port };
+  const daemon = await startDaemon(config, createLogger({ destination }));
+  cleanups.push(() => daemon.stop());
+  return { daemon, port: daemon.addresses[0]!.port, nextHop, logs, config };
+}
+
+async function waitFor<T>(probe: () => T | undefined | null | false, timeoutMs = 3000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function messageLine(gate: Gate): Promise<LogLine> {
+  return waitFor(() => gate.logs.find((l) => l.msg === 'message'));
+}
+
+function headerOf(data: Buffer): string {
+  const text = data.toString('latin1');
+  return text.slice(0, text.indexOf('\r\n\r\n') + 2);
+}
+
+async function freeClosedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function writeKey(domain: string, selector: string, key: TestKey): Promise<void> {
+  await mkdir(join(keyDir, domain), { recursive: true });
+  await writeFile(join(keyDir, domain, `${selector}.pem`), key.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+}
+
+beforeAll(async () => {
+  keyDir = await mkdtemp(join(tmpdir(), 'dkimgate-daemon-keys-'));
+  await writeKey(SIGN_DOMAIN, 'rsa1', rsa);
+  await writeKey(SIGN_DOMAIN, 'ed1', ed);
+  dns = await startDnsServer({
+    txt: { 'sel._domainkey.signed.test': outsideKey.record },
+    servfail: ['broken.test'],
+  });
+});
+
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+afterAll(async () => {
+  await dns?.stop();
+  await rm(keyDir, { recursive: true, force: true });
+});
+
+const UNSIGNED_OUTSIDE = crlf(
+  ['From: Carol <carol@outside.test>', 'To: Bob <bob@example.org>', 'Subject: hello', 'Date: Tue, 14 Nov 2023 22:13:20 +0000', '', 'Hi.', ''].join('\n'),
+);
+
+function fromDomain(message: Buffer, from: string): Buffer {
+  return Buffer.from(message.toString('latin1').replace(/^From: .*$/m, `From: Someone <someone@${from}>`), 'latin1');
+}
+
+// ---- 1. verify path ----------------------------------------------------------------------------------------
+
+describe('verify path', () => {
+  it('adds our Authentication-Results with dkim=none at the top, drops forged ones carrying our authserv-id, keeps others, and logs verify/delivered', async () => {
+    const gate = await startGate({ relayHosts: ['192.0.2.0/24'] });
+    const message = Buffer.concat([
+      Buffer.from(`Authentication-Results: ${AUTHSERV}; dkim=pass header.d=bank.test\r\n`, 'latin1'),
+      Buffer.from('Authentication-Results: other.example.net; dkim=fail\r\n', 'latin1'),
+      UNSIGNED_OUTSIDE,
+    ]);
+    const r = await sendMail(gate.port, { from: 'carol@outside.test', data: message });
+    expect(r.final[0]?.code).toBe(250);
+    expect(gate.nextHop.messages).toHaveLength(1);
+    const header = headerOf(gate.nextHop.messages[0]!.data);
+    expect(header.startsWith(`Authentication-Results: ${AUTHSERV};`)).toBe(true);
+    const firstField = header.split(/\r\n(?![ \t])/)[0]!;
+    expect(firstField).toMatch(/dkim=none/);
+    expect(header.match(new RegExp(`Authentication-Results: ${AUTHSERV.replace(/\./g, '\\.')}`, 'g'))).toHaveLength(1);
+    expect(header).not.toContain('header.d=bank.test');
+    expect(header).toContain('Authentication-Results: other.example.net; dkim=fail');
+    const line = await messageLine(gate);
+    expect(line.decision).toBe('verify');
+    expect(line.outcome).toBe('delivered');
+  });
+});
+
+// ---- 2. sign path ------------------------------------------------------------------------------------------
+
+const DKIMPY = `
+import sys, dkim
+records = {}
+for arg in sys.argv[2:]:
+    name, value = arg.split('=', 1)
+    records[name.encode()] = value.encode()
+def dnsfunc(name, timeout=5):
+    return records.get(name.rstrip(b'.'))
+data = open(sys.argv[1], 'rb').read()
+d = dkim.DKIM(data)
+n = len([l for l in data.split(b'\\r\\n\\r\\n')[0].split(b'\\r\\n') if l.lower().startswith(b'dkim-signature:')])
+print(' '.join('pass' if d.verify(idx=i, dnsfunc=dnsfunc) else 'fail' for i in range(n)))
+`;
+
+describe('sign path', () => {
+  it('signs mail from a relay host with RSA and Ed25519 selectors side by side, and dkimpy and verifyMessage both say pass', async () => {
+    const gate = await startGate();
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE });
+    expect(r.final[0]?.code).toBe(250);
+    expect(gate.nextHop.messages).toHaveLength(1);
+    const relayed = gate.nextHop.messages[0]!.data;
+    const header = headerOf(relayed);
+    expect(header.match(/^DKIM-Signature:/gim)).toHaveLength(2);
+    expect(header).toMatch(/a=rsa-sha256/);
+    expect(header).toMatch(/a=ed25519-sha256/);
+
+    const lookup = tableLookup({ [`rsa1._domainkey.${SIGN_DOMAIN}`]: rsa.record, [`ed1._domainkey.${SIGN_DOMAIN}`]: ed.record });
+    const report = await verifyMessage(relayed, { lookupTxt: lookup, nowSec: Math.floor(Date.now() / 1000) });
+    expect(report.signatures.map((s) => [s.result, s.selector]).sort()).toEqual([
+      ['pass', 'ed1'],
+      ['pass', 'rsa1'],
+    ]);
+
+    const dir = await mkdtemp(join(tmpdir(), 'dkimgate-dkimpy-'));
+    try {
+      await writeFile(join(dir, 'msg.eml'), relayed);
+      await writeFile(join(dir, 'v.py'), DKIMPY);
+      const { stdout } = await execFileAsync(
+        '/usr/bin/python3',
+        [join(dir, 'v.py'), join(dir, 'msg.eml'), `rsa1._domainkey.${SIGN_DOMAIN}=${rsa.record}`, `ed1._domainkey.${SIGN_DOMAIN}=${ed.record}`],
+        { timeout: 20_000 },
+      );
+      expect(stdout.trim()).toBe('pass pass');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    const line = await messageLine(gate);
+    expect(line.decision).toBe('sign');
+  });
+});
+
+// ---- 3. verifying real signatures through DNS ------------------------------------------------------------
+
+describe('verifying signatures with keys in DNS', () => {
+  it('says dkim=pass with header.d and header.s for a message signed with a key published in DNS', async () => {
+    const gate = await startGate({ relayHosts: [] });
+    const signed = await sign(fromDomain(BASIC_MESSAGE, 'signed.test'), outsideKey, { signingDomain: 'signed.test', selector: 'sel' });
+    const r = await sendMail(gate.port, { from: 'someone@signed.test', data: signed });
+    expect(r.final[0]?.code).toBe(250);
+    const first = headerOf(gate.nextHop.messages[0]!.data).split(/\r\n(?![ \t])/)[0]!;
+    expect(first).toMatch(new RegExp(`^Authentication-Results: ${AUTHSERV.replace(/\./g, '\\.')};`));
+    expect(first).toMatch(/dkim=pass/);
+    expect(first).toMatch(/header\.d=signed\.test/);
+    expect(first).toMatch(/header\.s=sel/);
+  });
+
+  it('says dkim=temperror when the key lookup gets SERVFAIL', async () => {
+    const gate = await startGate({ relayHosts: [] });
+    const signed = await sign(fromDomain(BASIC_MESSAGE, 'broken.test'), outsideKey, { signingDomain: 'broken.test', selector: 'sel' });
+    const r = await sendMail(gate.port, { from: 'someone@broken.test', data: signed });
+    expect(r.final[0]?.code).toBe(250);
+    const first = headerOf(gate.nextHop.messages[0]!.data).split(/\r\n(?![ \t])/)[0]!;
+    expect(first).toMatch(/dkim=temperror/);
+  });
+
+  it('answers 451 4.7.5 and relays nothing on a SERVFAIL when on_temperror is tempfail', async () => {
+    const base = defaultConfig();
+    const gate = await startGate({ relayHosts: [], policy: { ...base.policy, onTemperror: 'tempfail' } });
+    const signed = await sign(fromDomain(BASIC_MESSAGE, 'broken.test'), outsideKey, { signingDomain: 'broken.test', selector: 'sel' });
+    const r = await sendMail(gate.port, { from: 'someone@broken.test', data: signed });
+    expect(r.final[0]?.code).toBe(451);
+    expect(r.final[0]?.text).toMatch(/^451 4\.7\.5 /);
+    expect(gate.nextHop.messages).toHaveLength(0);
+  });
+});
+
+// ---- 4. next-hop failures ----------------------------------------------------------------------------------
+
+describe('next hop failures', () => {
+  it('answers 451 4.4.1 at MAIL FROM when the next hop is unreachable', async () => {
+    const closed = await freeClosedPort();
+    const gate = await startGate({}, {}, closed);
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE });
+    expect(r.mail.text).toMatch(/^451 4\.4\.1 /);
+  });
+
+  it('passes a refused recipient its 5xx and delivers the message to the other recipient only', async () => {
+    const gate = await startGate({}, { onRcptTo: (address) => (address.startsWith('nobody@') ? { code: 550, message: 'no such user' } : null) });
+    const r = await sendMail(gate.port, { to: ['nobody@example.org', 'bob@example.org'], data: BASIC_MESSAGE });
+    expect(r.rcpts[0]?.code).toBe(550);
+    expect(r.rcpts[0]?.text).toMatch(/^550 5\./);
+    expect(r.rcpts[1]?.code).toBe(250);
+    expect(r.final[0]?.code).toBe(250);
+    expect(gate.nextHop.messages).toHaveLength(1);
+    expect(gate.nextHop.messages[0]!.envelope.rcptTo).toEqual(['bob@example.org']);
+  });
+
+  it('passes the next hop refusal of MAIL FROM back to the client and relays nothing', async () => {
+    const gate = await startGate({}, { onMailFrom: () => ({ code: 553, message: 'sender rejected' }) });
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE });
+    expect(r.mail.text).toMatch(/^553 5\./);
+    expect(gate.nextHop.received).toHaveLength(0);
+  });
+
+  it('passes a 451 the next hop gives at end of data back to the client', async () => {
+    const gate = await startGate({}, { onData: { kind: 'defer' } });
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE });
+    expect(r.final[0]?.code).toBe(451);
+    expect(gate.nextHop.messages).toHaveLength(0);
+  });
+
+  it('answers 451 4.4.2 within about two seconds when the next hop stalls after DATA and next_hop_timeout is 1 s', async () => {
+    const base = defaultConfig();
+    const gate = await startGate({ limits: { ...base.limits, nextHopTimeout: 1 } }, { onData: { kind: 'stall' } });
+    const started = Date.now();
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE, timeoutMs: 5000 });
+    const elapsed = Date.now() - started;
+    expect(r.final[0]?.text).toMatch(/^451 4\.4\.2 /);
+    expect(elapsed).toBeLessThan(2500);
+  });
+
+  it('answers 451 4.4.2 when the next hop drops the connection mid-DATA', async () => {
+    const gate = await startGate({}, { onData: { kind: 'drop', when: 'mid-data' } });
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE });
+    expect(r.final[0]?.text).toMatch(/^451 4\.4\.2 /);
+    expect(gate.nextHop.messages).toHaveLength(0);
+  });
+});
+
+// ---- 5. bytes ------------------------------------------------------------------------------------------------
+
+async function rawTransaction(port: number, body: Buffer, from = 'carol@outside.test'): Promise<{ reply: Reply; client: RawClient }> {
+  const client = await RawClient.open(port);
+  expect((await client.command('EHLO client.outside.test')).code).toBe(250);
+  expect((await client.command(`MAIL FROM:<${from}>`)).code).toBe(250);
+  expect((await client.command('RCPT TO:<bob@example.org>')).code).toBe(250);
+  expect((await client.command('DATA')).code).toBe(354);
+  client.write(body);
+  return { reply: await client.read(10_000), client };
+}
+
+describe('line endings and bytes', () => {
+  it('turns bare LF into CRLF before relaying', async () => {
+    const gate = await startGate({ relayHosts: [] });
+    const { reply, client } = await rawTransaction(gate.port, Buffer.from('From: c@outside.test\nSubject: lf\n\nline one\nline two\r\n.\r\n', 'latin1'));
+    client.close();
+    expect(reply.code).toBe(250);
+    const data = gate.nextHop.messages[0]!.data.toString('latin1');
+    expect(data).toContain('Subject: lf\r\n\r\nline one\r\nline two\r\n');
+    expect(/[^\r]\n/.test(data)).toBe(false);
+  });
+
+  it.each([
+    ['a bare CR', 'From: c@outside.test\r\nSubject: cr\r\n\r\nline\rone\r\n.\r\n', /^550 5\.5\.2 /],
+    ['a NUL byte', 'From: c@outside.test\r\nSubject: nul\r\n\r\nline\u0000one\r\n.\r\n', /^550 5\.6\.0 /],
+  ])('refuses a message with %s', async (_name, body, expected) => {
+    const gate = await startGate({ relayHosts: [] });
+    const { reply, client } = await rawTransaction(gate.port, Buffer.from(body, 'latin1'));
+    client.close();
+    expect(reply.text).toMatch(expected);
+    expect(gate.nextHop.messages).toHaveLength(0);
+  });
+
+  it('refuses bare LF with 550 5.5.2 on a listener with line_endings: reject', async () => {
+    const gate = await startGate({ relayHosts: [], listen: [{ ...DEFAULTS.items.listener, port: 0, lineEndings: 'reject' }] });
+    const { reply, client } = await rawTransaction(gate.port, Buffer.from('From: c@outside.test\nSubject: lf\n\nbody\r\n.\r\n', 'latin1'));
+    client.close();
+    expect(reply.text).toMatch(/^550 5\.5\.2 /);
+    expect(gate.nextHop.messages).toHaveLength(0);
+  });
+
+  it.each([['\r\n.\n'], ['\n.\r\n'], ['\n.\n'], ['\r.\r\n']])(
+    'never lets a client smuggle a second message with the pseudo-terminator %j',
+    async (terminator) => {
+      const gate = await startGate({ relayHosts: [] });
+      const client = await RawClient.open(gate.port);
+      try {
+        expect((await client.command('EHLO client.outside.test')).code).toBe(250);
+        expect((await client.command('MAIL FROM:<carol@outside.test>')).code).toBe(250);
+        expect((await client.command('RCPT TO:<bob@example.org>')).code).toBe(250);
+        expect((await client.command('DATA')).code).toBe(354);
+        client.write(
+          Buffer.from(
+            `From: c@outside.test\r\nSubject: smuggle\r\n\r\nbody${terminator}MAIL FROM:<attacker@evil.test>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\nFrom: ceo@example.com\r\n\r\nsmuggled\r\n.\r\n`,
+            'latin1',
+          ),
+        );
+        await client.read(10_000);
+        await client.drain(300);
+      } finally {
+        client.close();
+      }
+      expect(gate.nextHop.received.length).toBeLessThanOrEqual(1);
+      expect(gate.nextHop.received.every((m) => m.envelope.mailFrom === 'carol@outside.test')).toBe(true);
+      expect(gate.nextHop.received.every((m) => m.envelope.rcptTo.join() === 'bob@example.org')).toBe(true);
+      expect(gate.nextHop.commands.some((c) => /attacker@evil\.test/i.test(c.line))).toBe(false);
+      // When it was accepted, the would-be commands arrived as body text after a dot-stuffed "." line.
+      for (const m of gate.nextHop.received) expect(m.data.toString('latin1')).toContain('body\r\n.\r\nMAIL FROM:<attacker@evil.test>\r\n');
+    },
+  );
+});
+
+// ---- 6. limits and XFORWARD ------------------------------------------------------------------------------
+
+describe('limits and XFORWARD', () => {
+  it('answers 552 5.3.4 to a message over max_message_size', async () => {
+    const base = defaultConfig();
+    const gate = await startGate({ limits: { ...base.limits, maxMessageSize: 2000 } });
+    const big = Buffer.concat([BASIC_MESSAGE, Buffer.from(`${'x'.repeat(70)}\r\n`.repeat(100), 'latin1')]);
+    const r = await sendMail(gate.port, { data: big });
+    expect(r.final[0]?.text).toMatch(/^552 5\.3\.4 /);
+    expect(gate.nextHop.messages).toHaveLength(0);
+  });
+
+  it('refuses XFORWARD with 550 5.7.1 from a peer not in xforward_hosts and does not advertise it', async () => {
+    const gate = await startGate();
+    const client = await RawClient.open(gate.port);
+    try {
+      const ehlo = await client.command('EHLO proxy.test');
+      expect(ehlo.code).toBe(250);
+      expect(ehlo.text).not.toMatch(/XFORWARD/);
+      const xf = await client.command('XFORWARD ADDR=192.0.2.7');
+      expect(xf.text).toMatch(/^550 5\.7\.1 /);
+    } finally {
+      client.close();
+    }
+  });
+
+  it.each([
+    ['signs', '192.0.2.7', 1],
+    ['does not sign', '198.51.100.9', 0],
+  ])('%s when a trusted proxy forwards ADDR=%s', async (_verb, addr, signatures) => {
+    const gate = await startGate({ xforwardHosts: ['127.0.0.1/32'], relayHosts: ['192.0.2.0/24'] });
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE, xforward: `ADDR=${addr}` });
+    expect(r.ehlo.text).toMatch(/XFORWARD/);
+    expect(r.final[0]?.code).toBe(250);
+    const header = headerOf(gate.nextHop.messages[0]!.data);
+    expect((header.match(/^DKIM-Signature:/gim) ?? []).length).toBe(signatures * 2);
+    expect((await messageLine(gate)).decision).toBe(signatures ? 'sign' : 'verify');
+  });
+});
+
+// ---- 7. policy.require -----------------------------------------------------------------------------------
+
+describe('policy.require', () => {
+  it.each([
+    [false, 550],
+    [true, 250],
+  ])('with dry_run %s, unsigned mail from a required domain gets %i', async (dryRun, code) => {
+    const base = defaultConfig();
+    const gate = await startGate({ relayHosts: [], policy: { ...base.policy, require: [{ domain: 'bank.test', aligned: true }], dryRun } });
+    const r = await sendMail(gate.port, { from: 'ceo@bank.test', data: fromDomain(UNSIGNED_OUTSIDE, 'bank.test') });
+    expect(r.final[0]?.code).toBe(code);
+    if (code === 550) {
+      expect(r.final[0]?.text).toMatch(/^550 5\.7\.20 /);
+      expect(gate.nextHop.messages).toHaveLength(0);
+    } else {
+      expect(gate.nextHop.messages).toHaveLength(1);
+    }
+  });
+});
+
+// ---- 8. LMTP listener ------------------------------------------------------------------------------------
+
+describe('LMTP listener', () => {
+  it('answers one 250 per recipient after DATA when relaying to an SMTP next hop', async () => {
+    const gate = await startGate({ listen: [{ ...DEFAULTS.items.listener, port: 0, protocol: 'lmtp' }] });
+    const r = await sendMail(gate.port, { lmtp: true, to: ['a@example.org', 'b@example.org', 'c@example.org'], data: BASIC_MESSAGE });
+    expect(r.final.map((f) => f.code)).toEqual([250, 250, 250]);
+    expect(gate.nextHop.messages).toHaveLength(1);
+    expect(gate.nextHop.messages[0]!.envelope.rcptTo).toEqual(['a@example.org', 'b@example.org', 'c@example.org']);
+  });
+});
+
+// ---- reliability extras ------------------------------------------------------------------------------------
+
+describe('recipients and vanished clients', () => {
+  it('on an LMTP listener, a recipient the next hop refuses at RCPT gets the 5xx and the others one 250 each after DATA', async () => {
+    const gate = await startGate(
+      { listen: [{ ...DEFAULTS.items.listener, port: 0, protocol: 'lmtp' }] },
+      { onRcptTo: (address) => (address.startsWith('nobody@') ? { code: 550, message: 'no such user' } : null) },
+    );
+    const r = await sendMail(gate.port, { lmtp: true, to: ['a@example.org', 'nobody@example.org', 'c@example.org'], data: BASIC_MESSAGE });
+    expect(r.rcpts.map((x) => x.code)).toEqual([250, 550, 250]);
+    expect(r.final.map((f) => f.code)).toEqual([250, 250]);
+    expect(gate.nextHop.messages[0]!.envelope.rcptTo).toEqual(['a@example.org', 'c@example.org']);
+  });
+
+  it('logs the message as ambiguous when the next hop accepted but the client vanished before our 250', async () => {
+    let dataArrived = false;
+    const delayed = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ['STARTTLS', 'AUTH'],
+      disableReverseLookup: true,
+      logger: false,
+      onData(stream, _session, callback) {
+        stream.resume();
+        stream.on('end', () => {
+          dataArrived = true;
+          setTimeout(() => callback(null, 'queued late'), 500);
+        });
+      },
+    });
+    await new Promise<void>((resolve) => delayed.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => delayed.close(() => resolve())));
+    const gate = await startGate({}, {}, (delayed.server.address() as AddressInfo).port);
+    const client = await RawClient.open(gate.port);
+    expect((await client.command('EHLO client.test')).code).toBe(250);
+    expect((await client.command('MAIL FROM:<alice@example.com>')).code).toBe(250);
+    expect((await client.command('RCPT TO:<bob@example.org>')).code).toBe(250);
+    expect((await client.command('DATA')).code).toBe(354);
+    client.write(dotStuff(BASIC_MESSAGE));
+    client.write('.\r\n');
+    await waitFor(() => dataArrived);
+    client.close();
+    const line = await waitFor(() => gate.logs.find((l) => l.msg === 'message'), 5000);
+    expect(line.relay).toBe('ambiguous');
+  });
+});
+
+describe('proxies and header limits', () => {
+  it.each([
+    ['sends XFORWARD without ADDR', 'NAME=client.outside.test'],
+    ['sends no XFORWARD at all', null],
+  ])('does not sign when a trusted proxy that is also in relay_hosts %s', async (_name, xforward) => {
+    const gate = await startGate({ xforwardHosts: ['127.0.0.1/32'], relayHosts: ['127.0.0.1/32'] });
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE, ...(xforward ? { xforward } : {}) });
+    expect(r.final[0]?.code).toBe(250);
+    expect(headerOf(gate.nextHop.messages[0]!.data)).not.toMatch(/^DKIM-Signature:/im);
+    expect((await messageLine(gate)).decision).toBe('verify');
+  });
+
+  it('answers 552 5.3.4 to a header section over max_header_size', async () => {
+    const base = defaultConfig();
+    const gate = await startGate({ limits: { ...base.limits, maxHeaderSize: 1024 } });
+    const bigHeader = Buffer.concat([Buffer.from(`X-Filler: ${'y'.repeat(60)}\r\n`.repeat(40), 'latin1'), BASIC_MESSAGE]);
+    const r = await sendMail(gate.port, { data: bigHeader });
+    expect(r.final[0]?.text).toMatch(/^552 5\.3\.4 /);
+    expect(gate.nextHop.messages).toHaveLength(0);
+  });
+});
+
+describe('forged Authentication-Results', () => {
+  it.each([
+    ['in upper case', `Authentication-Results: ${AUTHSERV.toUpperCase()}; dkim=pass header.d=forged.test\r\n`],
+    ['folded before the id', `Authentication-Results:\r\n\t${AUTHSERV}; dkim=pass header.d=forged.test\r\n`],
+    ['with a version', `Authentication-Results: ${AUTHSERV} 1; dkim=pass header.d=forged.test\r\n`],
+    ['after a comment', `Authentication-Results: (trust me) ${AUTHSERV}; dkim=pass header.d=forged.test\r\n`],
+    ['with lower-case field name', `authentication-results: ${AUTHSERV}; dkim=pass header.d=forged.test\r\n`],
+  ])('removes one that carries our authserv-id %s', async (_name, forged) => {
+    const gate = await startGate({ relayHosts: [] });
+    const r = await sendMail(gate.port, { from: 'carol@outside.test', data: Buffer.concat([Buffer.from(forged, 'latin1'), UNSIGNED_OUTSIDE]) });
+    expect(r.final[0]?.code).toBe(250);
+    expect(gate.nextHop.messages[0]!.data.toString('latin1')).not.toContain('forged.test');
+  });
+});
+
+describe('stopping', () => {
+  it('tells an idle session 421 4.3.2 and stop() resolves promptly', async () => {
+    const gate = await startGate();
+    const client = await RawClient.open(gate.port);
+    try {
+      expect((await client.command('EHLO client.test')).code).toBe(250);
+      const started = Date.now();
+      await gate.daemon.stop();
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect((await client.read(3000)).text).toMatch(/^421 4\.3\.2 /);
+    } finally {
+      client.close();
+    }
+  });
+});

@@ -1,0 +1,206 @@
+// `dkimgate serve` as a real process (node dist/cli.js): SIGHUP reloads (broken config refused, good one applied)
+// and SIGTERM drains a transaction in flight. Touches: the processes it spawns (ended by PID), temp dirs, loopback sockets.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SMTPServer } from 'smtp-server';
+import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
+import { BASIC_MESSAGE, rsaKey } from '../../helpers/dkim-test-kit.js';
+import { startNextHopServer } from '../../helpers/next-hop-server.js';
+
+const CLI = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
+
+import { RawClient, type Reply } from '../../helpers/raw-smtp-client.js';
+
+/** Sends one message up to the final dot; returns the client and the end-of-data reply's promise. */
+async function startTransaction(port: number, data: Buffer): Promise<{ client: RawClient; final: Promise<Reply> }> {
+  const client = await RawClient.open(port);
+  expect((await client.command('EHLO client.test')).code).toBe(250);
+  expect((await client.command(`MAIL FROM:<${/^From: .*<([^>]+)>/m.exec(data.toString('latin1'))?.[1] ?? 'a@b.test'}>`)).code).toBe(250);
+  expect((await client.command('RCPT TO:<bob@example.org>')).code).toBe(250);
+  expect((await client.command('DATA')).code).toBe(354);
+  client.socket.write(data);
+  client.socket.write('.\r\n');
+  return { client, final: client.read(10_000) };
+}
+
+async function sendMail(port: number, data: Buffer): Promise<Reply> {
+  const { client, final } = await startTransaction(port, data);
+  try {
+    return await final;
+  } finally {
+    client.close();
+  }
+}
+
+type Served = { child: ChildProcess; lines: Array<Record<string, unknown>>; port: number; exited: Promise<number | null> };
+
+const children: ChildProcess[] = [];
+const closers: Array<() => Promise<void>> = [];
+
+async function serve(configPath: string): Promise<Served> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first`);
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const lines: Array<Record<string, unknown>> = [];
+  let partial = '';
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+  child.stdout!.on('data', (chunk: Buffer) => {
+    const parts = (partial + chunk.toString('utf8')).split('\n');
+    partial = parts.pop() ?? '';
+    for (const p of parts) if (p.trim()) lines.push(JSON.parse(p) as Record<string, unknown>);
+  });
+  const listening = await waitFor(() => lines.find((l) => l.msg === 'listening'), 10_000).catch(() => {
+    throw new Error(`serve did not log "listening": ${stderr} ${JSON.stringify(lines)}`);
+  });
+  const port = Number(/:(\d+)$/.exec(String(listening.listener))?.[1]);
+  expect(port).toBeGreaterThan(0);
+  return { child, lines, port, exited };
+}
+
+async function waitFor<T>(probe: () => T | undefined | null | false, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = probe();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+let dir = '';
+const key = rsaKey(2048);
+
+function configYaml(nextHopPort: number, domains: string[], extra = ''): string {
+  return [
+    'authserv_id: gate.test.example',
+    'listen:',
+    '  - { host: 127.0.0.1, port: 0, protocol: smtp }',
+    `next_hop: { host: 127.0.0.1, port: ${nextHopPort} }`,
+    'relay_hosts: [127.0.0.1/32]',
+    'limits: { drain_timeout: 10 }',
+    'sign:',
+    `  key: "${dir}/%{d}/%{s}.pem"`,
+    '  domains:',
+    ...domains.map((d) => `    ${d}: { selector: rsa1 }`),
+    extra,
+    '',
+  ].join('\n');
+}
+
+function fromDomain(domain: string): Buffer {
+  return Buffer.from(BASIC_MESSAGE.toString('latin1').replace(/^From: .*$/m, `From: Alice <alice@${domain}>`), 'latin1');
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'dkimgate-serve-'));
+  for (const d of ['example.com', 'added.test']) {
+    await mkdir(join(dir, d), { recursive: true });
+    await writeFile(join(dir, d, 'rsa1.pem'), key.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  }
+});
+
+afterEach(async () => {
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) {
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGKILL');
+      await gone;
+    }
+  }
+  for (const c of closers.splice(0)) await c();
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+function hasSignature(data: Buffer): boolean {
+  const text = data.toString('latin1');
+  return /^DKIM-Signature:/im.test(text.slice(0, text.indexOf('\r\n\r\n')));
+}
+
+describe('dkimgate serve (a real process)', () => {
+  it('refuses a broken configuration on SIGHUP, says so in the log, and keeps relaying mail', async () => {
+    const hop = await startNextHopServer();
+    closers.push(() => hop.close());
+    const configPath = join(dir, 'broken.yaml');
+    await writeFile(configPath, configYaml(hop.port, ['example.com']));
+    const served = await serve(configPath);
+    await writeFile(configPath, configYaml(hop.port, ['example.com'], 'no_such_key: 1'));
+    served.child.kill('SIGHUP');
+    const refused = await waitFor(() => served.lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('reload refused')));
+    expect(refused.level).toBeDefined();
+    expect((await sendMail(served.port, BASIC_MESSAGE)).code).toBe(250);
+    expect(hop.messages).toHaveLength(1);
+    expect(hasSignature(hop.messages[0]!.data)).toBe(true);
+  });
+
+  it('signs a newly configured domain after SIGHUP with a good configuration', async () => {
+    const hop = await startNextHopServer();
+    closers.push(() => hop.close());
+    const configPath = join(dir, 'good.yaml');
+    await writeFile(configPath, configYaml(hop.port, ['example.com']));
+    const served = await serve(configPath);
+    expect((await sendMail(served.port, fromDomain('added.test'))).code).toBe(250);
+    expect(hasSignature(hop.messages[0]!.data)).toBe(false);
+    await writeFile(configPath, configYaml(hop.port, ['example.com', 'added.test']));
+    served.child.kill('SIGHUP');
+    await waitFor(() => served.lines.find((l) => l.msg === 'configuration reloaded'));
+    expect((await sendMail(served.port, fromDomain('added.test'))).code).toBe(250);
+    expect(hop.messages).toHaveLength(2);
+    expect(hop.messages[1]!.data.toString('latin1')).toMatch(/^DKIM-Signature:[^]*?d=added\.test/);
+  });
+
+  it('finishes a transaction in flight on SIGTERM, exits 0, and then refuses new connections', async () => {
+    // A next hop that answers end-of-data about a second late.
+    let dataArrived = false;
+    const delayed = new SMTPServer({
+      authOptional: true,
+      disabledCommands: ['STARTTLS', 'AUTH'],
+      disableReverseLookup: true,
+      logger: false,
+      onData(stream, _session, callback) {
+        stream.resume();
+        stream.on('end', () => {
+          dataArrived = true;
+          setTimeout(() => callback(null, 'queued late'), 1000);
+        });
+      },
+    });
+    await new Promise<void>((resolve) => delayed.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise<void>((resolve) => delayed.close(() => resolve())));
+    const hopPort = (delayed.server.address() as { port: number }).port;
+
+    const configPath = join(dir, 'term.yaml');
+    await writeFile(configPath, configYaml(hopPort, ['example.com']));
+    const served = await serve(configPath);
+    const { client, final } = await startTransaction(served.port, BASIC_MESSAGE);
+    try {
+      await waitFor(() => dataArrived);
+      served.child.kill('SIGTERM');
+      const reply = await final;
+      expect(reply.code).toBe(250);
+    } finally {
+      client.close();
+    }
+    const code = await Promise.race([served.exited, new Promise((r) => setTimeout(() => r('timeout'), 10_000))]);
+    expect(code).toBe(0);
+    const refused = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port: served.port });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(false);
+      });
+      s.once('error', () => resolve(true));
+    });
+    expect(refused).toBe(true);
+  });
+});
