@@ -374,7 +374,9 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     // parameters (RET, ENVID, NOTIFY, ORCPT) are passed to the next hop.
     hideENHANCEDSTATUSCODES: false,
     hideDSN: false,
-    disabledCommands: initial.users ? [] : ['AUTH'],
+    // AUTH only where it can be used: with users, and after STARTTLS unless allow_insecure_auth
+    // (a listener without TLS would otherwise take passwords in clear text).
+    disabledCommands: initial.users && (listener.tls || listener.allowInsecureAuth) ? [] : ['AUTH'],
     authOptional: true,
     allowInsecureAuth: listener.allowInsecureAuth,
     disableReverseLookup: true,
@@ -390,6 +392,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     onAuth(auth, session, callback) {
       const users = deps.runtime.get().users;
       const username = auth.username ?? '';
+      if (!session.secure && !listener.allowInsecureAuth) return callback(replyError(REPLIES.authNeedsTls));
       if (!users || (auth.method !== 'PLAIN' && auth.method !== 'LOGIN')) return callback(replyError(REPLIES.badCredentials));
       void users.verifyPassword(username, auth.password ?? '').then((ok) => {
         if (ok) return callback(null, { user: username });

@@ -588,3 +588,56 @@ describe('stopping', () => {
     }
   });
 });
+
+// ---- SMTP AUTH -------------------------------------------------------------------------------------------
+
+describe('SMTP AUTH', () => {
+  async function usersFile(): Promise<string> {
+    const { default: bcrypt } = await import('bcryptjs');
+    const path = join(keyDir, 'users.htpasswd');
+    await writeFile(path, `alice:${bcrypt.hashSync('right horse', 5)}\n`, { mode: 0o600 });
+    return path;
+  }
+
+  function plain(user: string, pass: string): string {
+    return Buffer.from(`\0${user}\0${pass}`).toString('base64');
+  }
+
+  it('neither offers nor accepts AUTH in clear text unless the listener allows insecure AUTH', async () => {
+    const gate = await startGate({ usersFile: await usersFile(), relayHosts: ['192.0.2.0/24'] });
+    const client = await RawClient.open(gate.port);
+    expect((await client.command('EHLO client.test')).text).not.toMatch(/AUTH/);
+    const reply = await client.command(`AUTH PLAIN ${plain('alice', 'right horse')}`);
+    expect(reply.code).toBeGreaterThanOrEqual(500);
+    client.close();
+  });
+
+  it('answers 535 5.7.8 to a wrong password (after a delay) and signs for a user with the right one', async () => {
+    const gate = await startGate({
+      usersFile: await usersFile(),
+      relayHosts: ['192.0.2.0/24'],
+      listen: [{ ...DEFAULTS.items.listener, port: 0, allowInsecureAuth: true }],
+    });
+    const wrong = await RawClient.open(gate.port);
+    await wrong.command('EHLO client.test');
+    const started = Date.now();
+    expect((await wrong.command(`AUTH PLAIN ${plain('alice', 'wrong horse')}`)).text).toMatch(/^535 5\.7\.8 /);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    wrong.close();
+
+    const client = await RawClient.open(gate.port);
+    await client.command('EHLO client.test');
+    expect((await client.command(`AUTH PLAIN ${plain('alice', 'right horse')}`)).code).toBe(235);
+    expect((await client.command('MAIL FROM:<alice@example.com>')).code).toBe(250);
+    expect((await client.command('RCPT TO:<bob@example.org>')).code).toBe(250);
+    expect((await client.command('DATA')).code).toBe(354);
+    client.write(dotStuff(fromDomain(UNSIGNED_OUTSIDE, SIGN_DOMAIN)));
+    client.write('.\r\n');
+    expect((await client.read()).code).toBe(250);
+    client.close();
+    const relayed = headerOf(gate.nextHop.messages[0]!.data);
+    expect(relayed).toMatch(/^DKIM-Signature: v=1; a=rsa-sha256;/);
+    const line = await messageLine(gate);
+    expect(line.decisionReason).toBe('signing as example.com (user alice)');
+  });
+});
