@@ -19,21 +19,27 @@ export interface BodyHashResult {
 }
 
 interface DigestSink {
+  readonly hashName: 'sha256' | 'sha1';
   readonly hash: Hash;
   readonly limit: number | null;
   hashed: number;
+  result: BodyHashResult | null;
 }
 
+// Arrays, not Maps: a message needs one or two of each, and this runs once per message.
 class CanonFanout {
-  readonly sinks = new Map<string, DigestSink>();
+  readonly sinks: DigestSink[] = [];
   total = 0;
   readonly canonicalizer: BodyCanonicalizer;
-  constructor(canon: Canonicalization) {
+  constructor(readonly canon: Canonicalization) {
     this.canonicalizer = createBodyCanonicalizer(canon, (bytes) => this.update(bytes));
+  }
+  sinkFor(hash: 'sha256' | 'sha1', limit: number | null): DigestSink | undefined {
+    return this.sinks.find((s) => s.hashName === hash && s.limit === limit);
   }
   private update(bytes: Buffer): void {
     this.total += bytes.length;
-    for (const sink of this.sinks.values()) {
+    for (const sink of this.sinks) {
       if (sink.limit === null) {
         sink.hash.update(bytes);
       } else if (sink.hashed < sink.limit) {
@@ -45,45 +51,39 @@ class CanonFanout {
   }
 }
 
-function specKey(spec: BodyHashSpec): string {
-  return `${spec.hash}/${spec.limit ?? ''}`;
-}
-
 /** Streams a body once through every canonicalization the specs need. */
 export class BodyHasher {
-  private readonly fanouts = new Map<Canonicalization, CanonFanout>();
-  private results: Map<string, BodyHashResult> | null = null;
+  private readonly fanouts: CanonFanout[] = [];
+  private finished = false;
 
   constructor(specs: Iterable<BodyHashSpec>) {
     for (const spec of specs) {
-      let fanout = this.fanouts.get(spec.canon);
+      let fanout = this.fanouts.find((f) => f.canon === spec.canon);
       if (!fanout) {
         fanout = new CanonFanout(spec.canon);
-        this.fanouts.set(spec.canon, fanout);
+        this.fanouts.push(fanout);
       }
-      const key = specKey(spec);
-      if (!fanout.sinks.has(key)) fanout.sinks.set(key, { hash: createHash(spec.hash), limit: spec.limit, hashed: 0 });
+      if (!fanout.sinkFor(spec.hash, spec.limit)) {
+        fanout.sinks.push({ hashName: spec.hash, hash: createHash(spec.hash), limit: spec.limit, hashed: 0, result: null });
+      }
     }
   }
 
   update(chunk: Buffer): void {
-    for (const fanout of this.fanouts.values()) fanout.canonicalizer.write(chunk);
+    for (const fanout of this.fanouts) fanout.canonicalizer.write(chunk);
   }
 
   /** Ends the body; call once. */
   finish(): void {
-    const results = new Map<string, BodyHashResult>();
-    for (const [canon, fanout] of this.fanouts) {
+    for (const fanout of this.fanouts) {
       fanout.canonicalizer.end();
-      for (const [key, sink] of fanout.sinks) {
-        results.set(`${canon}/${key}`, { digest: sink.hash.digest(), canonicalLength: fanout.total });
-      }
+      for (const sink of fanout.sinks) sink.result = { digest: sink.hash.digest(), canonicalLength: fanout.total };
     }
-    this.results = results;
+    this.finished = true;
   }
 
   result(spec: BodyHashSpec): BodyHashResult {
-    const r = this.results?.get(`${spec.canon}/${specKey(spec)}`);
+    const r = this.finished ? this.fanouts.find((f) => f.canon === spec.canon)?.sinkFor(spec.hash, spec.limit)?.result : undefined;
     if (!r) throw new Error('BodyHasher.result called before finish() or for an unknown spec');
     return r;
   }
