@@ -28,6 +28,8 @@ export type ScriptedReply = { code: number; message: string };
 
 export type DataMode =
   | { kind: 'accept'; message?: string }
+  /** accept, but answer end-of-data only after `ms` (drains, the ambiguous window) */
+  | { kind: 'delay'; ms: number; message?: string }
   | { kind: 'refuse'; code: number; message: string }
   | { kind: 'defer'; message?: string }
   /** read the whole message, never answer end-of-data */
@@ -157,6 +159,10 @@ export async function startNextHopServer(options: NextHopServerOptions = {}): Pr
           case 'accept':
             messages.push(record);
             return callback(null, mode.message ?? 'OK: queued as NH1');
+          case 'delay':
+            messages.push(record);
+            setTimeout(() => callback(null, mode.message ?? 'OK: queued as NH1'), mode.ms);
+            return;
           case 'refuse':
             return callback(replyError({ code: mode.code, message: mode.message }));
           case 'defer':

@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
-import { SMTPServer } from 'smtp-server';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type Daemon } from '../../../src/app.js';
 import type { Config, DomainSignConfig } from '../../../src/config/config.js';
@@ -505,23 +504,7 @@ describe('recipients and vanished clients', () => {
   });
 
   it('logs the message as ambiguous when the next hop accepted but the client vanished before our 250', async () => {
-    let dataArrived = false;
-    const delayed = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ['STARTTLS', 'AUTH'],
-      disableReverseLookup: true,
-      logger: false,
-      onData(stream, _session, callback) {
-        stream.resume();
-        stream.on('end', () => {
-          dataArrived = true;
-          setTimeout(() => callback(null, 'queued late'), 500);
-        });
-      },
-    });
-    await new Promise<void>((resolve) => delayed.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise<void>((resolve) => delayed.close(() => resolve())));
-    const gate = await startGate({}, {}, (delayed.server.address() as AddressInfo).port);
+    const gate = await startGate({}, { onData: { kind: 'delay', ms: 500 } });
     const client = await RawClient.open(gate.port);
     expect((await client.command('EHLO client.test')).code).toBe(250);
     expect((await client.command('MAIL FROM:<alice@example.com>')).code).toBe(250);
@@ -529,7 +512,7 @@ describe('recipients and vanished clients', () => {
     expect((await client.command('DATA')).code).toBe(354);
     client.write(dotStuff(BASIC_MESSAGE));
     client.write('.\r\n');
-    await waitFor(() => dataArrived);
+    await waitFor(() => gate.nextHop.received.length > 0);
     client.close();
     const line = await waitFor(() => gate.logs.find((l) => l.msg === 'message'), 5000);
     expect(line.relay).toBe('ambiguous');

@@ -8,7 +8,6 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SMTPServer } from 'smtp-server';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { BASIC_MESSAGE, rsaKey } from '../../helpers/dkim-test-kit.js';
 import { startNextHopServer } from '../../helpers/next-hop-server.js';
@@ -161,30 +160,16 @@ describe('dkimgate serve (a real process)', () => {
 
   it('finishes a transaction in flight on SIGTERM, exits 0, and then refuses new connections', async () => {
     // A next hop that answers end-of-data about a second late.
-    let dataArrived = false;
-    const delayed = new SMTPServer({
-      authOptional: true,
-      disabledCommands: ['STARTTLS', 'AUTH'],
-      disableReverseLookup: true,
-      logger: false,
-      onData(stream, _session, callback) {
-        stream.resume();
-        stream.on('end', () => {
-          dataArrived = true;
-          setTimeout(() => callback(null, 'queued late'), 1000);
-        });
-      },
-    });
-    await new Promise<void>((resolve) => delayed.listen(0, '127.0.0.1', resolve));
-    closers.push(() => new Promise<void>((resolve) => delayed.close(() => resolve())));
-    const hopPort = (delayed.server.address() as { port: number }).port;
+    const delayed = await startNextHopServer({ onData: { kind: 'delay', ms: 1000 } });
+    closers.push(() => delayed.close());
+    const hopPort = delayed.port;
 
     const configPath = join(dir, 'term.yaml');
     await writeFile(configPath, configYaml(hopPort, ['example.com']));
     const served = await serve(configPath);
     const { client, final } = await startTransaction(served.port, BASIC_MESSAGE);
     try {
-      await waitFor(() => dataArrived);
+      await waitFor(() => delayed.received.length > 0);
       served.child.kill('SIGTERM');
       const reply = await final;
       expect(reply.code).toBe(250);
