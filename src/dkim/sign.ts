@@ -5,7 +5,7 @@ import { createHash, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { frameMessage, type FramedMessage } from '../mail/header-fields.js';
 import { BodyHasher, type BodyHashSpec } from './body-hasher.js';
 import { chooseSignedHeaders, parseHeaderList, selectSignedFields, type HeaderListEntry } from './header-selection.js';
-import type { Canonicalization, SigningAlgorithm } from './signature.js';
+import { DOMAIN, SELECTOR, type Canonicalization, type SigningAlgorithm } from './signature.js';
 import { headerHashInput } from './signature-field.js';
 
 export interface SignerConfig {
@@ -35,8 +35,6 @@ export interface Signer {
 
 export type SignOutcome = { kind: 'signed'; fields: string[] } | { kind: 'error'; reason: string };
 
-const DOMAIN = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-const SELECTOR = /^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/;
 const LINE_LIMIT = 78;
 
 /** Validates a signer configuration once (start-up or reload); throws Error naming the problem. */

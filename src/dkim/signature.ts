@@ -53,8 +53,9 @@ export const MAX_SIGNED_HEADERS = 1000;
 const REQUIRED = ['v', 'a', 'b', 'bh', 'd', 'h', 's'] as const;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 // RFC 6376 §3.5 / RFC 5321 sub-domain: letters, digits, hyphens; labels joined by dots.
-const DOMAIN = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-const SELECTOR = /^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/;
+/** The d= and s= syntax (RFC 6376 §3.5); the signer checks its configuration with the same rules. */
+export const DOMAIN = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+export const SELECTOR = /^[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/;
 const FIELD_NAME = /^[\x21-\x39\x3b-\x7e]+$/;
 const FIELD_NAME_LIST = /^[\x21-\x39\x3b-\x7e]+(?::[\x21-\x39\x3b-\x7e]+)*$/;
 const DIGITS = /^[0-9]+$/;

@@ -285,7 +285,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         record.authorDomain = prep.authors[0] ?? null;
         const finished = await finishMessage(prep, message.framed, message.bodyHashes, ctx);
         if (finished.kind === 'refuse') return reject(REPLIES.domainNotAllowed, 'refused: domain not allowed');
-        if (finished.kind !== 'relay' && finished.verdicts) {
+        if (finished.verdicts) {
           record.signatures = finished.verdicts.map((v) => ({ domain: v.domain, selector: v.selector, result: v.result, reason: v.reason }));
           record.timings.verifyMs = finished.verifyMs;
         }
@@ -297,10 +297,6 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         if (finished.kind === 'tempfail') {
           if (finished.cause === 'signing') deps.logger.error({ queueId: txn.queueId, detail: finished.detail }, 'signing failed');
           return reject(finished.cause === 'dns' ? REPLIES.dnsTempfail : REPLIES.signingKeyUnavailable, `deferred: ${finished.cause}`);
-        }
-        if (finished.verdicts) {
-          record.signatures = finished.verdicts.map((v) => ({ domain: v.domain, selector: v.selector, result: v.result, reason: v.reason }));
-          record.timings.verifyMs = finished.verifyMs;
         }
         if (finished.signedWith.length > 0) {
           record.signedWith = finished.signedWith;
