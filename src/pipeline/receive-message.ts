@@ -42,6 +42,7 @@ export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onH
   const spool = new BodySpool(opts.spillThresholdBytes, opts.spoolDir);
   const headerParts: Buffer[] = [];
   let headerBytes = 0;
+  let headerTail = Buffer.alloc(0);
   let header: Buffer | null = null;
   let hasher: BodyHasher | null = null;
   let framed: FramedMessage | null = null;
@@ -66,8 +67,9 @@ export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onH
     total += chunk.length;
     if (total > opts.maxMessageBytes) return { kind: 'refused', reason: 'message_too_large' };
     if (header !== null) return takeBody(chunk);
-    // Look for the empty line, across the previous chunk's last bytes.
-    const prevTail = headerParts.length > 0 ? headerParts[headerParts.length - 1]!.subarray(-3) : Buffer.alloc(0);
+    if (chunk.length === 0) return null;
+    // Look for the empty line, across the last bytes of the header so far (they may span chunks).
+    const prevTail = headerTail;
     const atStart = headerBytes === 0 && chunk[0] === 0x0d && chunk[1] === 0x0a;
     let split = -1;
     if (atStart) {
@@ -83,6 +85,7 @@ export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onH
     }
     if (split === -1) {
       headerParts.push(chunk);
+      headerTail = (headerTail.length + chunk.length > 3 ? Buffer.concat([headerTail, chunk.subarray(-3)]) : Buffer.concat([headerTail, chunk])).subarray(-3);
       headerBytes += chunk.length;
       return headerBytes > opts.maxHeaderBytes ? { kind: 'refused', reason: 'header_too_large' } : null;
     }

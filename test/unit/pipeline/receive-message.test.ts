@@ -94,3 +94,16 @@ describe('receiving a message from the DATA stream', () => {
     expect(out.kind).toBe('spool_failed');
   });
 });
+
+describe('finding the end of the header', () => {
+  it('finds the empty line when it arrives split over several tiny and empty chunks', async () => {
+    const header = 'From: a@example.com\r\nSubject: hi\r\n\r\n';
+    const text = `${header}body\r\n`;
+    for (const cuts of [[34, 34], [33, 34, 35], [34, 35], [32, 33, 34, 35, 36]]) {
+      const out = await receiveMessage(chunked(text, cuts), OPTS, () => [SPEC]);
+      if (out.kind !== 'received') throw new Error(out.kind);
+      expect(out.message.header.toString('latin1')).toBe(header);
+      expect(await readAll(out.message.body.read())).toBe('body\r\n');
+    }
+  });
+});
