@@ -2,171 +2,48 @@
 // a raw-socket SMTP client, and dkimpy as an independent verifier. Touches: loopback sockets, temp dirs, /usr/bin/python3.
 
 import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon, type Daemon } from '../../../src/app.js';
-import type { Config, DomainSignConfig } from '../../../src/config/config.js';
+import type { Config } from '../../../src/config/config.js';
 import { DEFAULTS, defaultConfig } from '../../../src/config/defaults.js';
 import { verifyMessage } from '../../../src/dkim/verify.js';
-import { createLogger } from '../../../src/observability/logger.js';
-import { BASIC_MESSAGE, crlf, ed25519Key, rsaKey, sign, tableLookup, type TestKey } from '../../helpers/dkim-test-kit.js';
+import { BASIC_MESSAGE, crlf, rsaKey, sign, tableLookup, type TestKey } from '../../helpers/dkim-test-kit.js';
+import { AUTHSERV, freeClosedPort, Harness, headerOf, messageLine, SIGN_DOMAIN, waitFor, type Gate } from '../../helpers/daemon-harness.js';
 import { startDnsServer, type RunningDnsServer } from '../../helpers/dns-server.js';
-import { startNextHopServer, type NextHopServerOptions, type RunningNextHop } from '../../helpers/next-hop-server.js';
+import type { NextHopServerOptions } from '../../helpers/next-hop-server.js';
+import { dotStuff, RawClient, sendMail, type Reply } from '../../helpers/raw-smtp-client.js';
 
 const execFileAsync = promisify(execFile);
-const AUTHSERV = 'gate.test.example';
-const SIGN_DOMAIN = 'example.com';
-
-// ---- raw SMTP client ------------------------------------------------------------------------------------
-
-import { RawClient, type Reply } from '../../helpers/raw-smtp-client.js';
-
-/** One SMTP transaction; returns every reply; stops at the first failing step. */
-async function sendMail(
-  port: number,
-  opts: { from?: string; to?: string[]; data: Buffer; helo?: string; xforward?: string; lmtp?: boolean; timeoutMs?: number },
-): Promise<{ ehlo: Reply; mail: Reply; rcpts: Reply[]; data: Reply | null; final: Reply[] }> {
-  const client = await RawClient.open(port);
-  try {
-    const ehlo = await client.command(`${opts.lmtp ? 'LHLO' : 'EHLO'} ${opts.helo ?? 'client.outside.test'}`);
-    if (opts.xforward) {
-      const xf = await client.command(`XFORWARD ${opts.xforward}`);
-      expect(xf.code).toBe(250);
-    }
-    const mail = await client.command(`MAIL FROM:<${opts.from ?? 'alice@example.com'}>`, opts.timeoutMs);
-    const result = { ehlo, mail, rcpts: [] as Reply[], data: null as Reply | null, final: [] as Reply[] };
-    if (mail.code !== 250) return result;
-    for (const rcpt of opts.to ?? ['bob@example.org']) result.rcpts.push(await client.command(`RCPT TO:<${rcpt}>`, opts.timeoutMs));
-    if (!result.rcpts.some((r) => r.code === 250)) return result;
-    result.data = await client.command('DATA');
-    if (result.data.code !== 354) return result;
-    client.write(dotStuff(opts.data));
-    client.write('.\r\n');
-    const answers = opts.lmtp ? result.rcpts.filter((r) => r.code === 250).length : 1;
-    for (let i = 0; i < answers; i++) result.final.push(await client.read(opts.timeoutMs ?? 10_000));
-    client.write('QUIT\r\n');
-    return result;
-  } finally {
-    setTimeout(() => client.close(), 50).unref();
-  }
-}
-
-function dotStuff(data: Buffer): Buffer {
-  let text = data.toString('latin1').replace(/(^|\r\n)\./g, '$1..');
-  if (!text.endsWith('\r\n')) text += '\r\n';
-  return Buffer.from(text, 'latin1');
-}
-
-// ---- harness --------------------------------------------------------------------------------------------
-
-type LogLine = Record<string, unknown> & { msg?: string };
-
-type Gate = { daemon: Daemon; port: number; nextHop: RunningNextHop; logs: LogLine[]; config: Config };
-
-const cleanups: Array<() => Promise<void>> = [];
-let keyDir = '';
+const harness = new Harness();
 let dns: RunningDnsServer;
-const rsa = rsaKey(2048);
-const ed = ed25519Key();
 const outsideKey = rsaKey(2048);
+let rsa: TestKey;
+let ed: TestKey;
+let keyDir = '';
 
-function signDomain(selectors: Array<{ selector: string; digest?: 'ed25519-sha256' }>): DomainSignConfig {
-  return {
-    baseDomain: null,
-    signCondition: null,
-    overrides: {},
-    selectors: selectors.map((s) => ({ selector: s.selector, overrides: s.digest ? { digest: s.digest } : {} })),
-  };
-}
-
-function baseConfig(over: Partial<Config> = {}): Config {
-  const base = defaultConfig();
-  return {
-    ...base,
-    authservId: AUTHSERV,
-    listen: [{ ...DEFAULTS.items.listener, port: 0 }],
-    relayHosts: ['127.0.0.1/32'],
-    dns: { ...base.dns, servers: [dns.server], timeout: 2000 },
-    sign: {
-      ...base.sign,
-      key: `${keyDir}/%{d}/%{s}.pem`,
-      domains: { [SIGN_DOMAIN]: signDomain([{ selector: 'rsa1' }, { selector: 'ed1', digest: 'ed25519-sha256' }]) },
-    },
-    ...over,
-  };
-}
-
-async function startGate(over: Partial<Config> = {}, hop: NextHopServerOptions = {}, hopPort?: number): Promise<Gate> {
-  const nextHop = await startNextHopServer(hop);
-  cleanups.push(() => nextHop.close());
-  const logs: LogLine[] = [];
-  const destination = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line.trim()) logs.push(JSON.parse(line) as LogLine);
-      cb();
-    },
-  });
-  const config = baseConfig(over);
-  config.nextHop = { ...config.nextHop, host: nextHop.host, port: hopPort ?? nextHop.port };
-  const daemon = await startDaemon(config, createLogger({ destination }));
-  cleanups.push(() => daemon.stop());
-  return { daemon, port: daemon.addresses[0]!.port, nextHop, logs, config };
-}
-
-async function waitFor<T>(probe: () => T | undefined | null | false, timeoutMs = 3000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-function messageLine(gate: Gate): Promise<LogLine> {
-  return waitFor(() => gate.logs.find((l) => l.msg === 'message'));
-}
-
-function headerOf(data: Buffer): string {
-  const text = data.toString('latin1');
-  return text.slice(0, text.indexOf('\r\n\r\n') + 2);
-}
-
-async function freeClosedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
-async function writeKey(domain: string, selector: string, key: TestKey): Promise<void> {
-  await mkdir(join(keyDir, domain), { recursive: true });
-  await writeFile(join(keyDir, domain, `${selector}.pem`), key.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+function startGate(over: Partial<Config> = {}, hop: NextHopServerOptions = {}, hopPort?: number): Promise<Gate> {
+  return harness.startGate(harness.config(over, dns.server), hop, hopPort === undefined ? undefined : { host: '127.0.0.1', port: hopPort });
 }
 
 beforeAll(async () => {
-  keyDir = await mkdtemp(join(tmpdir(), 'dkimgate-daemon-keys-'));
-  await writeKey(SIGN_DOMAIN, 'rsa1', rsa);
-  await writeKey(SIGN_DOMAIN, 'ed1', ed);
+  const keys = await harness.setup();
+  rsa = keys.rsa;
+  ed = keys.ed;
+  keyDir = keys.dir;
   dns = await startDnsServer({
     txt: { 'sel._domainkey.signed.test': outsideKey.record },
     servfail: ['broken.test'],
   });
 });
 
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+afterEach(() => harness.cleanup());
 
 afterAll(async () => {
   await dns?.stop();
-  await rm(keyDir, { recursive: true, force: true });
+  await harness.dispose();
 });
 
 const UNSIGNED_OUTSIDE = crlf(
