@@ -11,6 +11,7 @@ import { loadKeyStore } from './keys/key-store.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { startMetricsServer, type MetricsServer } from './observability/metrics-server.js';
+import { maxAddedHeaderBytes } from './pipeline/added-header-bytes.js';
 import { compileCidrs } from './policy/client-identity.js';
 import { createNextHopPool, type NextHopPool } from './relay/next-hop-pool.js';
 import { createListener } from './smtp/create-listener.js';
@@ -63,6 +64,7 @@ export async function buildRuntime(config: Config): Promise<RuntimeBuild> {
       relayHosts: l.relayHosts ? compileCidrs(l.relayHosts) : relayHosts,
       xforwardHosts: l.xforwardHosts ? compileCidrs(l.xforwardHosts) : xforwardHosts,
     })),
+    addedHeaderBytes: maxAddedHeaderBytes(keys.store, config.authservId, config.verify),
   };
   return { kind: 'ok', runtime, resolver, warnings };
 }

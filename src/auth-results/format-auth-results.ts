@@ -56,9 +56,14 @@ export interface FormattedAuthResults {
   readonly unfolded: string;
 }
 
-/** Formats our Authentication-Results field; no verdicts means `dkim=none`. */
+/** Formats our Authentication-Results field; no verdicts means `dkim=none`. Never more than max_signatures + 1 resinfos. */
 export function formatAuthResults(authservId: string, verdicts: readonly SignatureVerdict[]): FormattedAuthResults {
-  const resinfos = verdicts.length === 0 ? [['dkim=none']] : verdicts.map(resinfoWords);
+  // Signatures beyond max_signatures share one resinfo: a header of thousands of signatures must not
+  // make our field (and the message we relay) grow with them (reliability.md invariant 6).
+  const skipped = verdicts.filter((v) => v.reason === 'not_evaluated').length;
+  const listed = skipped > 1 ? verdicts.filter((v) => v.reason !== 'not_evaluated') : verdicts;
+  const resinfos = verdicts.length === 0 ? [['dkim=none']] : listed.map(resinfoWords);
+  if (skipped > 1) resinfos.push(['dkim=neutral', formatComment(`${skipped} signatures beyond max_signatures, not evaluated`)]);
   const head = `Authentication-Results: ${formatValue(authservId)}`;
   const unfolded = `${head}; ${resinfos.map((r) => r.join(' ')).join('; ')}`;
   let field = `${head};`;
@@ -81,4 +86,12 @@ export function formatAuthResults(authservId: string, verdicts: readonly Signatu
     });
   });
   return { field: `${field}\r\n`, unfolded };
+}
+
+/** Upper bound of one resinfo's characters: result, comment, four properties of at most MAX_VALUE_CHARS escaped, folding. */
+const MAX_RESINFO_CHARS = 2400;
+
+/** Upper bound of the bytes of our field for a message verified with max_signatures (CRLF included). */
+export function maxAuthResultsBytes(authservId: string, maxSignatures: number): number {
+  return 40 + 2 * authservId.length + (maxSignatures + 1) * MAX_RESINFO_CHARS;
 }

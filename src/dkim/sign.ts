@@ -234,3 +234,31 @@ export async function signMessage(message: Buffer, signers: readonly Signer[], n
   bodies.finish();
   return signFramed(framed, bodies, signers, nowSec);
 }
+
+/** Copies of one field assumed for an "all copies" headerlist entry (Name+ / Name*) in the estimate below. */
+const ALL_COPIES_ESTIMATE = 4;
+/** z= is estimated, not bounded: copies of the signed fields, quoted-printable. */
+const COPIED_HEADERS_ESTIMATE = 4096;
+
+/**
+ * An upper estimate of the bytes of the field this signer adds (CRLF included), for the SIZE we declare to the next
+ * hop before the message arrives. Exact for everything but h= with Name+/Name* entries and z=, which are estimated.
+ */
+export function estimateSignatureFieldBytes(signer: Signer, keyBits: number): number {
+  const c = signer.config;
+  const signatureBytes = c.algorithm === 'ed25519-sha256' ? 64 : Math.ceil(keyBits / 8);
+  let names = 0;
+  for (const e of signer.headerListEntries) names += (e.name.length + 1) * (e.mode === 'all' || e.mode === 'all-assert' ? ALL_COPIES_ESTIMATE : 1);
+  const unfolded =
+    'DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed;'.length +
+    (4 + c.signingDomain.length) +
+    (4 + c.selector.length) +
+    (c.agentId ? 4 + c.agentId.length : 0) +
+    3 * 24 + // t=, x=, l=
+    (3 + names) +
+    (c.copyHeaders ? COPIED_HEADERS_ESTIMATE : 0) +
+    (5 + 44) +
+    (3 + Math.ceil(signatureBytes / 3) * 4);
+  // Folding adds CRLF + TAB at most every 70 characters.
+  return unfolded + Math.ceil(unfolded / 70) * 3 + 2;
+}

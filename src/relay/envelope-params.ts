@@ -93,6 +93,19 @@ function formatRcptParam(key: string, value: string | true, caps: NextHopCapabil
   }
 }
 
+/**
+ * The client's parameters with SIZE grown by `addedBytes`: the next hop compares SIZE with its limit at MAIL FROM
+ * (RFC 1870), and the message it gets carries our fields too. Declared as the client declared it, a message near the
+ * next hop's limit would be refused only at end of data, after the whole transfer. An invalid SIZE is left as it is.
+ */
+export function growDeclaredSize(params: EnvelopeParams, addedBytes: number): EnvelopeParams {
+  const key = Object.keys(params).find((k) => k.toUpperCase() === 'SIZE');
+  if (key === undefined) return params;
+  const value = params[key];
+  if (typeof value !== 'string' || !/^[0-9]{1,15}$/.test(value)) return params;
+  return { ...params, [key]: String(Number(value) + addedBytes) };
+}
+
 /** RFC 3461 §4: xtext — "!" to "~" except "+" and "=" as themselves, every other octet (UTF-8) as "+HH". */
 export function encodeXtext(value: string): string {
   let out = '';

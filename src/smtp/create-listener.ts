@@ -16,6 +16,7 @@ import { receiveMessage, type ReceiveOutcome } from '../pipeline/receive-message
 import { describeClient, matchCidrs, type ClientIdentity } from '../policy/client-identity.js';
 import type { NextHopConnection, ReplyOutcome } from '../relay/next-hop-connection.js';
 import type { NextHopPool } from '../relay/next-hop-pool.js';
+import { growDeclaredSize } from '../relay/envelope-params.js';
 import type { SmtpReply } from '../relay/smtp-reply.js';
 import { newQueueId } from './queue-id.js';
 import { passThrough, REPLIES, replyError, type SmtpReplyValue } from './reply-codes.js';
@@ -148,7 +149,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         return callback(replyError(acquired.kind === 'unreachable' ? REPLIES.nextHopUnreachable : acquired.kind === 'timeout' ? REPLIES.nextHopTimeout : REPLIES.nextHopLost));
       }
       const connection = acquired.connection;
-      const sent = await connection.mailFrom(address.address, address.args || {});
+      const sent = await connection.mailFrom(address.address, growDeclaredSize(address.args || {}, deps.runtime.get().addedHeaderBytes));
       if (sent.kind !== 'reply') {
         void deps.pool().release(connection, 'dirty');
         return callback(replyError(nextHopFailure(sent)));

@@ -18,6 +18,8 @@ export interface Runtime {
   readonly xforwardHosts: readonly Cidr[];
   /** Per listener (by index), the compiled lists that apply to it. */
   readonly listeners: readonly { config: ListenerConfig; relayHosts: readonly Cidr[]; xforwardHosts: readonly Cidr[] }[];
+  /** The most bytes signing or verifying adds to a message: added to the SIZE declared to the next hop. */
+  readonly addedHeaderBytes: number;
 }
 
 /** Holds the current snapshot; readers take it once per transaction. */

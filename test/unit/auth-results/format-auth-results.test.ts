@@ -1,9 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { formatAuthResults } from '../../../src/auth-results/format-auth-results.js';
+import { formatAuthResults, maxAuthResultsBytes } from '../../../src/auth-results/format-auth-results.js';
 import { PHRASE_BY_REASON, RESULT_BY_REASON, type DkimResult, type VerifyReason } from '../../../src/dkim/results.js';
 import { verifyMessage, type SignatureVerdict } from '../../../src/dkim/verify.js';
+import { authresParse } from '../../helpers/authres.js';
 import { BASIC_MESSAGE, edit, NOW, rsaKey, sign, tableLookup, type TestKey } from '../../helpers/dkim-test-kit.js';
 
 const REASONS = Object.keys(RESULT_BY_REASON) as VerifyReason[];
@@ -126,8 +126,12 @@ function checkField(authservId: string, verdicts: SignatureVerdict[]): void {
   const { field, unfolded } = formatAuthResults(authservId, verdicts);
   const parsed = parseAuthResults(field);
   expect(parsed.authservId).toBe(authservId.replace(/[^\x20-\x7e]/g, '?'));
+  // Two or more signatures beyond max_signatures share one resinfo, listed last.
+  const skipped = verdicts.filter((v) => v.reason === 'not_evaluated').length;
+  const listed = skipped > 1 ? verdicts.filter((v) => v.reason !== 'not_evaluated') : verdicts;
+  const summary = skipped > 1 ? [{ method: 'dkim', result: 'neutral', comments: [`${skipped} signatures beyond max_signatures, not evaluated`], props: [] }] : [];
   expect(parsed.resinfos).toEqual(
-    verdicts.length === 0 ? [{ method: 'dkim', result: 'none', comments: [], props: [] }] : verdicts.map(expectedResinfo),
+    verdicts.length === 0 ? [{ method: 'dkim', result: 'none', comments: [], props: [] }] : [...listed.map(expectedResinfo), ...summary],
   );
   // Folding: every line after the first is a continuation, and unfolding gives the one-line form.
   const lines = field.slice(0, -2).split('\r\n');
@@ -309,47 +313,6 @@ describe('folding', () => {
   });
 });
 
-// ---- A real RFC 8601 reader: Debian's python3-authres ----
-
-const AUTHRES_SCRIPT = `
-import json, re, sys
-try:
-    import authres
-except ImportError:
-    sys.exit(3)
-ctx = authres.all_features()
-out = []
-for field in json.load(sys.stdin):
-    try:
-        h = ctx.parse(field.replace('\\r\\n', ''))
-        # authres keeps quoted-pairs escaped in the values it returns: undo them (tokens never hold "\\").
-        out.append({'authservId': h.authserv_id, 'results': [
-            {'method': r.method, 'result': r.result,
-             'props': [[p.type + '.' + p.name, re.sub(r'\\\\(.)', r'\\1', p.value)] for p in r.properties]}
-            for r in h.results]})
-    except Exception as e:
-        out.append({'error': repr(e)})
-print(json.dumps(out))
-`;
-
-interface AuthresParse {
-  authservId?: string;
-  results?: { method: string; result: string; props: [string, string][] }[];
-  error?: string;
-}
-
-function authresParse(fields: string[]): AuthresParse[] {
-  const run = spawnSync('/usr/bin/python3', ['-c', AUTHRES_SCRIPT], { input: JSON.stringify(fields), encoding: 'utf8' });
-  if (run.status === 3 || run.error) {
-    throw new Error(
-      `python3-authres is not installed for /usr/bin/python3${run.error ? ` (${run.error.message})` : ''}; ` +
-        'install it with: DEBIAN_FRONTEND=noninteractive apt-get install -y python3-authres',
-    );
-  }
-  if (run.status !== 0) throw new Error(`authres bridge failed: ${run.stderr}`);
-  return JSON.parse(run.stdout) as AuthresParse[];
-}
-
 describe('the field as python3-authres reads it', () => {
   it('parses dkim=none, one pass, and several results with every property', () => {
     const cases: SignatureVerdict[][] = [
@@ -400,5 +363,32 @@ describe('the field as python3-authres reads it', () => {
         expect(r.props.map(([name]) => name)).toEqual(written.map(([name]) => name).filter((name) => r.props.some(([n]) => n === name)));
       });
     });
+  });
+});
+
+describe('signatures beyond max_signatures', () => {
+  it('share one dkim=neutral resinfo however many there are, so the field stays within maxAuthResultsBytes', () => {
+    const evaluated = [verdict(), verdict({ result: 'fail', reason: 'body_hash_mismatch' })];
+    const skipped = Array.from({ length: 5000 }, () => verdict({ result: 'neutral', reason: 'not_evaluated', domain: null, selector: null, identity: null, algorithm: null, headerB: null, keyBits: null }));
+    const { field } = formatAuthResults('mx.example.net', [...evaluated, ...skipped]);
+    const [parsed] = authresParse([field]);
+    expect(parsed!.results!.map((r) => r.result)).toEqual(['pass', 'fail', 'neutral']);
+    expect(field).toContain('(5000 signatures beyond max_signatures, not evaluated)');
+    expect(Buffer.byteLength(field)).toBeLessThanOrEqual(maxAuthResultsBytes('mx.example.net', 2));
+  });
+
+  it('keeps the plain phrase for a single one', () => {
+    const { field } = formatAuthResults('mx.example.net', [verdict({ result: 'neutral', reason: 'not_evaluated', domain: null, selector: null, identity: null, algorithm: null, headerB: null, keyBits: null })]);
+    expect(field).toContain(`dkim=neutral (${PHRASE_BY_REASON.not_evaluated})`);
+  });
+
+  it('stays within maxAuthResultsBytes with the longest values a signature can carry', () => {
+    const long = 'x'.repeat(255);
+    const hostile = '"\\'.repeat(127);
+    const verdicts = Array.from({ length: 5 }, () =>
+      verdict({ result: 'temperror', reason: 'dns_timeout', testing: true, domain: hostile, identity: hostile, selector: long, algorithm: hostile, headerB: 'abcdEFGH' }),
+    );
+    const { field } = formatAuthResults('mx.example.net', verdicts);
+    expect(Buffer.byteLength(field)).toBeLessThanOrEqual(maxAuthResultsBytes('mx.example.net', 5));
   });
 });

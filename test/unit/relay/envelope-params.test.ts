@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { NO_CAPABILITIES, type NextHopCapabilities } from '../../../src/relay/ehlo-capabilities.js';
-import { encodeXtext, formatMailParams, formatRcptParams } from '../../../src/relay/envelope-params.js';
+import { encodeXtext, formatMailParams, formatRcptParams, growDeclaredSize, type EnvelopeParams } from '../../../src/relay/envelope-params.js';
 
 const ALL: NextHopCapabilities = { ...NO_CAPABILITIES, size: true, eightBitMime: true, smtpUtf8: true, dsn: true };
 
@@ -70,5 +70,17 @@ describe('encodeXtext', () => {
     ['~!', '~!'],
   ])('encodes %j as %j', (input, output) => {
     expect(encodeXtext(input)).toBe(output);
+  });
+});
+
+describe('growDeclaredSize', () => {
+  it.each<[EnvelopeParams, EnvelopeParams]>([
+    [{ SIZE: '1000', BODY: '8BITMIME' }, { SIZE: '1500', BODY: '8BITMIME' }],
+    [{ size: '0' }, { size: '500' }],
+    [{ BODY: '7BIT' }, { BODY: '7BIT' }],
+    [{ SIZE: 'big' }, { SIZE: 'big' }],
+    [{ SIZE: true }, { SIZE: true }],
+  ])('grows a valid SIZE by the added bytes and leaves anything else alone: %j', (params, expected) => {
+    expect(growDeclaredSize(params, 500)).toEqual(expected);
   });
 });
