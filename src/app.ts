@@ -2,6 +2,7 @@
 // SIGHUP reloads (a broken config keeps the old one serving), SIGTERM drains and stops.
 // Touches: the config file, key and users files, listening sockets, the next hop, DNS.
 
+import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { SMTPServer } from 'smtp-server';
 import type { Config } from './config/config.js';
@@ -33,6 +34,14 @@ export async function buildRuntime(config: Config): Promise<RuntimeBuild> {
   const keys = await loadKeyStore(resolveSigningSelectors(config));
   if (keys.kind === 'error') problems.push(...keys.problems);
   else warnings.push(...keys.warnings);
+  let nextHopCa: Buffer | null = null;
+  if (config.nextHop.caFile) {
+    try {
+      nextHopCa = await readFile(config.nextHop.caFile);
+    } catch (err) {
+      problems.push(`next_hop.ca_file: cannot read ${config.nextHop.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
   let users = null;
   if (config.usersFile) {
     try {
@@ -65,17 +74,19 @@ export async function buildRuntime(config: Config): Promise<RuntimeBuild> {
       xforwardHosts: l.xforwardHosts ? compileCidrs(l.xforwardHosts) : xforwardHosts,
     })),
     addedHeaderBytes: maxAddedHeaderBytes(keys.store, config.authservId, config.verify),
+    nextHopCa,
   };
   return { kind: 'ok', runtime, resolver, warnings };
 }
 
-function createPool(config: Config): NextHopPool {
+function createPool(config: Config, ca: Buffer | null): NextHopPool {
   const hop = config.nextHop;
   return createNextHopPool(
     {
       host: hop.host,
       port: hop.port,
       tls: hop.tls,
+      ...(ca ? { tlsOptions: { ca } } : {}),
       auth: hop.auth,
       lmtp: false,
       heloName: /^[A-Za-z0-9.-]+$/.test(hostname()) ? hostname() : 'localhost',
@@ -102,7 +113,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
   const holder = new RuntimeHolder(built.runtime);
   const metrics: Metrics = createMetrics({ signingDomains: built.runtime.keys.byFromDomain.keys() });
   metrics.setDnsCacheStats(() => built.resolver.stats());
-  let pool = createPool(config);
+  let pool = createPool(config, built.runtime.nextHopCa);
   let draining = false;
   let inFlight = 0;
   let drained: (() => void) | null = null;
@@ -161,9 +172,10 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       if (JSON.stringify(current.listen) !== JSON.stringify(next.listen)) {
         rebuilt.warnings.push('listen changed: listeners are only re-bound at restart; the old ones keep serving');
       }
-      if (JSON.stringify(current.nextHop) !== JSON.stringify(next.nextHop) || current.limits.nextHopTimeout !== next.limits.nextHopTimeout) {
+      const caChanged = !equalBytes(holder.get().nextHopCa, rebuilt.runtime.nextHopCa);
+      if (caChanged || JSON.stringify(current.nextHop) !== JSON.stringify(next.nextHop) || current.limits.nextHopTimeout !== next.limits.nextHopTimeout) {
         const old = pool;
-        pool = createPool(next);
+        pool = createPool(next, rebuilt.runtime.nextHopCa);
         void old.closeAll();
       }
       holder.replace(rebuilt.runtime);
@@ -195,6 +207,10 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       await metricsServer?.close();
     },
   };
+}
+
+function equalBytes(a: Buffer | null, b: Buffer | null): boolean {
+  return a === null || b === null ? a === b : a.equals(b);
 }
 
 /** The configuration refers to something that cannot be loaded (keys, users, zone files). */

@@ -37,6 +37,8 @@ export interface NextHopConfig {
   host: string;
   port: number;
   tls: NextHopTls;
+  /** CA certificates (PEM file) for the next hop's certificate; null: the system's CAs. */
+  caFile: string | null;
   auth: { user: string; pass: string } | null;
 }
 

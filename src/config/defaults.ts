@@ -27,7 +27,7 @@ export const DEFAULTS: Readonly<{ config: Readonly<Config>; items: Readonly<Item
     authservId: hostname(),
     // The default listener is the list-item default: one listener with every key defaulted.
     listen: [LISTENER_DEFAULTS],
-    nextHop: { host: '127.0.0.1', port: 10026, tls: 'none', auth: null },
+    nextHop: { host: '127.0.0.1', port: 10026, tls: 'none', caFile: null, auth: null },
     relayHosts: ['127.0.0.1/32', '::1/128'],
     xforwardHosts: [],
     usersFile: null,

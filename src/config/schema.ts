@@ -185,6 +185,11 @@ export const CONFIG_SCHEMA: ObjectNode = {
         host: host('Next hop host.'),
         port: port('Next hop port.', 1),
         tls: { kind: 'enum', values: ['none', 'starttls', 'implicit'], description: 'TLS to the next hop.' },
+        ca_file: {
+          kind: 'nullable',
+          description: "PEM file of the CA certificates the next hop's certificate is checked against (default: the system's).",
+          inner: text('file'),
+        },
         auth: {
           kind: 'nullable',
           description: 'SMTP AUTH credentials for the next hop.',

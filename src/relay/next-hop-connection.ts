@@ -31,8 +31,8 @@ export type ConnectOutcome =
   | { kind: 'ok'; connection: NextHopConnection }
   /** ECONNREFUSED, EHOSTUNREACH, DNS failure, connect timeout */
   | { kind: 'unreachable'; detail: string }
-  /** a 4xx/5xx to the greeting, EHLO/HELO, STARTTLS or AUTH */
-  | { kind: 'refused'; reply: SmtpReply }
+  /** a 4xx/5xx to the greeting, EHLO/HELO, STARTTLS or AUTH (`during` names which) */
+  | { kind: 'refused'; reply: SmtpReply; during: string }
   | { kind: 'timeout'; during: string }
   | { kind: 'lost'; during: string; detail: string };
 
@@ -327,7 +327,7 @@ type ConnectFailure = Exclude<ConnectOutcome, { kind: 'ok' }>;
 
 /** A 4xx/5xx is the next hop's refusal; any other unexpected code is a protocol error. */
 function refusedOrOdd(reply: SmtpReply, during: string): ConnectFailure {
-  if (reply.code >= 400) return { kind: 'refused', reply };
+  if (reply.code >= 400) return { kind: 'refused', reply, during };
   return { kind: 'lost', during, detail: `unexpected reply ${reply.code}` };
 }
 

@@ -12,14 +12,15 @@ import type { Logger } from '../observability/logger.js';
 import { formatMessageLog, parseQueuedAs, type MessageRecord, type NextHopReply } from '../observability/message-log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { finishMessage, prepareMessage, type MessageContext, type PreparedMessage } from '../pipeline/process-message.js';
-import { receiveMessage, type ReceiveOutcome } from '../pipeline/receive-message.js';
+import { receiveMessage } from '../pipeline/receive-message.js';
 import { describeClient, matchCidrs, type ClientIdentity } from '../policy/client-identity.js';
-import type { NextHopConnection, ReplyOutcome } from '../relay/next-hop-connection.js';
+import type { NextHopConnection } from '../relay/next-hop-connection.js';
 import type { NextHopPool } from '../relay/next-hop-pool.js';
 import { growDeclaredSize } from '../relay/envelope-params.js';
 import type { SmtpReply } from '../relay/smtp-reply.js';
 import { newQueueId } from './queue-id.js';
-import { passThrough, REPLIES, replyError, type SmtpReplyValue } from './reply-codes.js';
+import { connectFailureVerdict, commandFailureVerdict, dataFailureVerdict, refusalReply, type NextHopVerdict } from './next-hop-replies.js';
+import { receiveRefusalReply, REPLIES, replyError, type SmtpReplyValue } from './reply-codes.js';
 import type { Runtime, RuntimeHolder } from './runtime.js';
 import { installSmtpServerAdapter, type ProxyAllowedOption } from './smtp-server-adapter.js';
 
@@ -51,31 +52,6 @@ interface SessionState {
 }
 
 type Callback = (err?: Error | null) => void;
-
-/** Bare-LF refusals and the like, as replies. */
-function refusalReply(outcome: Exclude<ReceiveOutcome, { kind: 'received' }>): SmtpReplyValue {
-  switch (outcome.kind) {
-    case 'refused':
-      switch (outcome.reason) {
-        case 'bare_cr':
-          return REPLIES.bareCr;
-        case 'bare_lf':
-          return REPLIES.bareLf;
-        case 'nul':
-          return REPLIES.nul;
-        case 'header_too_large':
-          return REPLIES.headerTooBig;
-        case 'message_too_large':
-          return REPLIES.tooBig;
-      }
-      break;
-    case 'spool_failed':
-      return outcome.reason === 'disk_full' ? REPLIES.outOfDisk : REPLIES.internalError;
-    case 'aborted':
-      return REPLIES.internalError;
-  }
-  return REPLIES.internalError;
-}
 
 function toLogReply(reply: SmtpReply): NextHopReply {
   return { code: reply.code, enhanced: reply.enhanced, text: reply.text };
@@ -125,10 +101,10 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     void deps.pool().release(txn.connection, clean ? 'clean' : 'dirty');
   };
 
-  /** A failed command to the next hop, as our reply; the transaction ends. */
-  const nextHopFailure = (outcome: Exclude<ReplyOutcome, { kind: 'reply' }>): SmtpReplyValue => {
-    deps.metrics.recordNextHopError(outcome.kind === 'timeout' ? 'timeout' : 'lost');
-    return outcome.kind === 'timeout' ? REPLIES.nextHopTimeout : REPLIES.nextHopLost;
+  /** A next-hop failure outside a finished message: counted, and answered with its reply. */
+  const counted = (verdict: NextHopVerdict): Error => {
+    deps.metrics.recordNextHopError(verdict.errorKind);
+    return replyError(verdict.reply);
   };
 
   const hideNames = (connection: NextHopConnection | null): string[] => {
@@ -144,19 +120,20 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     void (async () => {
       const acquired = await deps.pool().acquire();
       if (acquired.kind !== 'ok') {
-        if (acquired.kind === 'refused') return callback(replyError(passThrough(acquired.reply.code, acquired.reply.enhanced, acquired.reply.text, hideNames(null))));
-        deps.metrics.recordNextHopError(acquired.kind === 'unreachable' ? 'unreachable' : acquired.kind === 'timeout' ? 'timeout' : 'lost');
-        return callback(replyError(acquired.kind === 'unreachable' ? REPLIES.nextHopUnreachable : acquired.kind === 'timeout' ? REPLIES.nextHopTimeout : REPLIES.nextHopLost));
+        // No message line will say it (no transaction began): the operator reads it here.
+        const detail = acquired.kind === 'refused' ? { code: acquired.reply.code, enhanced: acquired.reply.enhanced, text: acquired.reply.text } : acquired;
+        deps.logger.warn({ session: session.id, during: 'during' in acquired ? acquired.during : 'connect', nextHop: detail }, acquired.kind === 'refused' ? 'next hop refused the session' : `next hop ${acquired.kind}`);
+        return callback(counted(connectFailureVerdict(acquired)));
       }
       const connection = acquired.connection;
       const sent = await connection.mailFrom(address.address, growDeclaredSize(address.args || {}, deps.runtime.get().addedHeaderBytes));
       if (sent.kind !== 'reply') {
         void deps.pool().release(connection, 'dirty');
-        return callback(replyError(nextHopFailure(sent)));
+        return callback(counted(commandFailureVerdict(sent)));
       }
       if (sent.reply.code >= 300) {
         void deps.pool().release(connection, 'dirty');
-        return callback(replyError(passThrough(sent.reply.code, sent.reply.enhanced, sent.reply.text, hideNames(connection))));
+        return callback(replyError(refusalReply(sent.reply, hideNames(connection))));
       }
       if (state.closed) {
         void deps.pool().release(connection, 'dirty');
@@ -180,13 +157,12 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       const rcptArgs = { ...(address.args || {}) };
       const sent = await txn.connection.rcptTo(address.address, rcptArgs);
       if (sent.kind !== 'reply') {
-        const reply = nextHopFailure(sent);
         endTransaction(state, false);
-        return callback(replyError(reply));
+        return callback(counted(commandFailureVerdict(sent)));
       }
       if (sent.reply.code >= 300) {
         // Refused by the next hop: the client hears it now, so the recipient is never acknowledged and dropped.
-        return callback(replyError(passThrough(sent.reply.code, sent.reply.enhanced, sent.reply.text, hideNames(txn.connection))));
+        return callback(replyError(refusalReply(sent.reply, hideNames(txn.connection))));
       }
       txn.recipients.push(address.address);
       callback();
@@ -276,7 +252,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         },
       );
       record.timings.receiveMs = performance.now() - startedAt;
-      if (received.kind !== 'received') return reject(refusalReply(received), `refused: ${received.kind === 'refused' ? received.reason : received.kind}`);
+      if (received.kind !== 'received') return reject(receiveRefusalReply(received), `refused: ${received.kind === 'refused' ? received.reason : received.kind}`);
       const message = received.message;
       record.sizeBytes = message.sizeBytes;
       try {
@@ -324,7 +300,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
             nextHopQueueId: parseQueuedAs(first.text),
           };
           const answer = (r: SmtpReply): string | Error =>
-            r.code < 300 ? `2.0.0 Ok: queued as ${txn.queueId}` : replyError(passThrough(r.code, r.enhanced, r.text, hideNames(txn.connection)));
+            r.code < 300 ? `2.0.0 Ok: queued as ${txn.queueId}` : replyError(refusalReply(r, hideNames(txn.connection)));
           if (lmtp) {
             // One reply per recipient: the next hop's own when it speaks LMTP, else its one reply for all.
             const perRecipient = txn.recipients.map((_, i) => answer(replies[i] ?? first));
@@ -341,13 +317,12 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         if (outcome.kind === 'refused') {
           record.relay = { outcome: outcome.reply.code < 500 ? 'deferred' : 'refused', reply: toLogReply(outcome.reply) };
           record.outcome = 'refused by next hop';
-          return finish(replyError(passThrough(outcome.reply.code, outcome.reply.enhanced, outcome.reply.text, hideNames(txn.connection))));
+          return finish(replyError(refusalReply(outcome.reply, hideNames(txn.connection))));
         }
         // Timeout or lost. After the final dot the next hop may hold the message: logged as ambiguous.
         record.relay = { outcome: outcome.afterEndOfData ? 'ambiguous' : outcome.kind };
         record.outcome = outcome.afterEndOfData ? 'ambiguous' : `next hop ${outcome.kind}`;
-        deps.metrics.recordNextHopError(outcome.kind);
-        return finish(replyError(outcome.kind === 'timeout' ? REPLIES.nextHopTimeout : REPLIES.nextHopLost));
+        return finish(replyError(dataFailureVerdict(outcome).reply));
       } finally {
         await message.body.dispose();
       }

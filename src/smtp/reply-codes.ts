@@ -1,6 +1,8 @@
 // The one home of dkimgate's SMTP replies (reliability.md "Reply codes"): outcomes -> code,
 // enhanced status code (RFC 3463, RFC 7372) and text. Pure; texts never contain client input.
 
+import type { ReceiveOutcome } from '../pipeline/receive-message.js';
+
 export interface SmtpReplyValue {
   readonly code: number;
   readonly enhanced: string;
@@ -16,6 +18,7 @@ export const REPLIES = {
   tooManyConnections: reply(421, '4.7.0', 'too many connections, try again later'),
   sessionTimeout: reply(421, '4.4.2', 'timeout, closing connection'),
   nextHopUnreachable: reply(451, '4.4.1', 'next hop unreachable, try again later'),
+  nextHopSessionRefused: reply(451, '4.4.1', 'next hop refused the session, try again later'),
   nextHopLost: reply(451, '4.4.2', 'next hop connection lost, try again later'),
   nextHopTimeout: reply(451, '4.4.2', 'next hop timed out, try again later'),
   nextHopGarbled: reply(451, '4.4.2', 'next hop answered garbage, try again later'),
@@ -43,6 +46,31 @@ export function replyError(value: SmtpReplyValue): Error & { responseCode: numbe
   const err = new Error(`${value.enhanced} ${value.text}`) as Error & { responseCode: number };
   err.responseCode = value.code;
   return err;
+}
+
+/** A message refused while it was received (bare CR/LF, NUL, sizes, spool), as our reply. */
+export function receiveRefusalReply(outcome: Exclude<ReceiveOutcome, { kind: 'received' }>): SmtpReplyValue {
+  switch (outcome.kind) {
+    case 'refused':
+      switch (outcome.reason) {
+        case 'bare_cr':
+          return REPLIES.bareCr;
+        case 'bare_lf':
+          return REPLIES.bareLf;
+        case 'nul':
+          return REPLIES.nul;
+        case 'header_too_large':
+          return REPLIES.headerTooBig;
+        case 'message_too_large':
+          return REPLIES.tooBig;
+      }
+      break;
+    case 'spool_failed':
+      return outcome.reason === 'disk_full' ? REPLIES.outOfDisk : REPLIES.internalError;
+    case 'aborted':
+      return REPLIES.internalError;
+  }
+  return REPLIES.internalError;
 }
 
 const ENHANCED = /^([245])\.(\d{1,3})\.(\d{1,3})$/;

@@ -20,6 +20,8 @@ export interface Runtime {
   readonly listeners: readonly { config: ListenerConfig; relayHosts: readonly Cidr[]; xforwardHosts: readonly Cidr[] }[];
   /** The most bytes signing or verifying adds to a message: added to the SIZE declared to the next hop. */
   readonly addedHeaderBytes: number;
+  /** next_hop.ca_file's certificates, read at load; null: the system's CAs. */
+  readonly nextHopCa: Buffer | null;
 }
 
 /** Holds the current snapshot; readers take it once per transaction. */

@@ -2,7 +2,9 @@
 // 1. our enhanced status codes (RFC 3463/7372) instead of its guess from the reply code alone (it
 //    maps every 451 to 4.3.0 and every 550 to 5.1.1, but our 451 may be 4.4.1 and our 550 5.7.20):
 //    a reply text starting with "x.y.z " carries the code to use;
-// 2. XFORWARD trusted by CIDR block (its useXForward takes exact addresses only): a server option
+// 2. AUTH kept out of the EHLO reply while the session is in clear text and the server refuses AUTH
+//    there (smtp-server advertises it anyway, then answers 538): RFC 3207 §4.2 / RFC 4954 §4;
+// 3. XFORWARD trusted by CIDR block (its useXForward takes exact addresses only): a server option
 //    `proxyAllowed(address)` decides, so XFORWARD is advertised only to trusted peers and others get
 //    550 5.7.1 (interface.md §4).
 // Touches: SMTPConnection.prototype of the smtp-server version we pin (checked by integration tests).
@@ -29,9 +31,10 @@ export interface ProxyAllowedOption {
 
 interface ConnectionInternals {
   send: Send;
+  secure: boolean;
   _proxyCommandAllowed(command: string, option: string): boolean;
   _originalRemoteAddress: string;
-  _server: { options: ProxyAllowedOption };
+  _server: { options: ProxyAllowedOption & { allowInsecureAuth?: boolean } };
 }
 
 let installed = false;
@@ -48,6 +51,10 @@ export function installSmtpServerAdapter(): void {
   };
   const original = proto.send;
   proto.send = function send(code, data, context) {
+    const self = this as unknown as ConnectionInternals;
+    if (code === 250 && Array.isArray(data) && !self.secure && !self._server.options.allowInsecureAuth) {
+      data = (data as unknown[]).filter((line, i) => i === 0 || typeof line !== 'string' || !/^AUTH\b/i.test(line));
+    }
     const useEnhanced = (this as unknown as { _useEnhancedStatusCodes(): boolean })._useEnhancedStatusCodes();
     if (typeof data === 'string') {
       const m = LEADING_CODE.exec(data);
