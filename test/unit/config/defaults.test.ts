@@ -24,7 +24,7 @@ describe('configuration defaults', () => {
 
   it.each([
     ['listen', [{ host: '127.0.0.1', port: 10027, protocol: 'smtp', tls: null, relayHosts: null, xforwardHosts: null, allowInsecureAuth: false, lineEndings: 'normalize' }]],
-    ['nextHop', { host: '127.0.0.1', port: 10026, tls: 'none', auth: null }],
+    ['nextHop', { host: '127.0.0.1', port: 10026, tls: 'none', caFile: null, auth: null }],
     ['relayHosts', ['127.0.0.1/32', '::1/128']],
     ['xforwardHosts', []],
     ['usersFile', null],
