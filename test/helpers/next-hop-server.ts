@@ -2,7 +2,7 @@
 // and Postfix's smtp-sink when installed. Touches: loopback sockets, a temp dir for certificates, the smtp-sink child it starts.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -264,7 +264,13 @@ export async function createSelfSignedCertificate(commonName = 'localhost'): Pro
 
 export const SMTP_SINK_PATH = '/usr/sbin/smtp-sink';
 
-export type SmtpSinkOptions = { lmtp?: boolean; path?: string; hostname?: string };
+export type SmtpSinkOptions = {
+  lmtp?: boolean;
+  path?: string;
+  hostname?: string;
+  /** Dump each message to its own file in this directory (smtp-sink -d; made writable for the "nobody" it runs as). */
+  dumpDir?: string;
+};
 
 export type RunningSmtpSink = { host: string; port: number; pid: number; stop(): Promise<void> };
 
@@ -279,12 +285,14 @@ export async function startSmtpSink(options: SmtpSinkOptions = {}): Promise<Runn
   } catch {
     throw new Error(`${path} is missing: these tests need Postfix's smtp-sink. Install the Debian package "postfix" (apt-get install postfix).`);
   }
+  if (options.dumpDir !== undefined) await chmod(options.dumpDir, 0o777);
   let lastError: Error | null = null;
   for (let attempt = 0; attempt < SINK_START_ATTEMPTS; attempt++) {
     const port = await freePort();
     const args = [
       ...(options.lmtp === true ? ['-L'] : []),
       ...(options.hostname !== undefined ? ['-h', options.hostname] : []),
+      ...(options.dumpDir !== undefined ? ['-d', `${options.dumpDir}/msg.`] : []),
       // smtp-sink refuses to run as root without a user to switch to
       ...(process.getuid?.() === 0 ? ['-u', 'nobody'] : []),
       `127.0.0.1:${port}`,
@@ -349,4 +357,26 @@ function freePort(): Promise<number> {
       probe.close(() => resolve(port));
     });
   });
+}
+
+/** A message smtp-sink dumped: its MAIL and RCPT arguments, and the message as received, with CRLF line endings. */
+export type SinkDump = { mailArgs: string; rcptArgs: string[]; message: Buffer };
+
+/** Reads the dumps of startSmtpSink({ dumpDir }): smtp-sink's own header lines end with its three-line Received. */
+export async function readSinkDumps(dumpDir: string): Promise<SinkDump[]> {
+  const out: SinkDump[] = [];
+  for (const name of (await readdir(dumpDir)).sort()) {
+    const lines = (await readFile(join(dumpDir, name), 'latin1')).split('\n');
+    const received = lines.findIndex((l) => l.startsWith('Received: from '));
+    if (received === -1) throw new Error(`smtp-sink dump ${name} has no Received line`);
+    const own = lines.slice(0, received);
+    // the dump ends with an empty line of its own
+    const body = lines.slice(received + 3, lines.length - 2);
+    out.push({
+      mailArgs: own.find((l) => l.startsWith('X-Mail-Args: '))?.slice(13) ?? '',
+      rcptArgs: own.filter((l) => l.startsWith('X-Rcpt-Args: ')).map((l) => l.slice(13)),
+      message: Buffer.from(body.map((l) => `${l}\r\n`).join(''), 'latin1'),
+    });
+  }
+  return out;
 }
