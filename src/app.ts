@@ -161,6 +161,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     });
   }
   for (const a of addresses) logger.info({ listener: `${a.protocol}://${a.host}:${a.port}` }, 'listening');
+  if (metricsServer) logger.info({ metrics: `http://${metricsServer.address.host}:${metricsServer.address.port}/metrics` }, 'metrics listening');
 
   return {
     addresses,

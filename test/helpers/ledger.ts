@@ -440,8 +440,12 @@ function reconcile(
       else ambiguousCopies++;
     }
   }
+  const sent = new Set(attempts.map((a) => key(a.id, a.attempt)));
+  const heldById = new Map<number, number>();
   for (const [k, n] of copies) {
-    if (!attempts.some((a) => key(a.id, a.attempt) === k)) violations.push(`next hop holds ${n} copies of ${k}, which no client sent`);
+    if (!sent.has(k)) violations.push(`next hop holds ${n} copies of ${k}, which no client sent`);
+    const id = Number(k.slice(0, k.indexOf('/')));
+    heldById.set(id, (heldById.get(id) ?? 0) + n);
   }
 
   let delivered = 0;
@@ -455,8 +459,7 @@ function reconcile(
       violations.push(`message ${id}: never finished`);
       continue;
     }
-    let held = 0;
-    for (const [k, n] of copies) if (k.startsWith(`${id}/`)) held += n;
+    const held = heldById.get(id) ?? 0;
     total += held;
     if (final === 'delivered') {
       delivered++;
