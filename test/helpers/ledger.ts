@@ -41,6 +41,19 @@ export const NO_FAULTS: LedgerFaults = {
   clientVanishAfterDot: 0,
 };
 
+/** The mix the CI ledger and the soak use: about one attempt in five meets a fault. */
+export const RANDOM_FAULTS: LedgerFaults = {
+  hopRcptDefer: 0.02,
+  hopDefer: 0.03,
+  hopRefuse: 0.01,
+  hopDropMidData: 0.02,
+  hopDropAfterDot: 0.02,
+  hopLate: 0.01,
+  hopStall: 0.003,
+  clientVanishMidData: 0.02,
+  clientVanishAfterDot: 0.02,
+};
+
 type HopFault = 'rcptDefer' | 'defer' | 'refuse' | 'dropMidData' | 'dropAfterDot' | 'late' | 'stall' | 'accept';
 type ClientFault = 'vanishMidData' | 'vanishAfterDot' | 'none';
 

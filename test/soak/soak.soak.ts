@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Harness, SIGN_DOMAIN } from '../helpers/daemon-harness.js';
-import { ledgerNextHop, runLedger, type LedgerFaults } from '../helpers/ledger.js';
+import { ledgerNextHop, runLedger, RANDOM_FAULTS } from '../helpers/ledger.js';
 import { startNextHopServer } from '../helpers/next-hop-server.js';
 import { startServeProcess, type ServeProcess } from '../helpers/serve-process.js';
 
@@ -17,17 +17,7 @@ const SESSIONS = Number(process.env.SOAK_SESSIONS ?? 20);
 const SEED = Number(process.env.SOAK_SEED ?? Date.now() % 1_000_000);
 const NEXT_HOP_TIMEOUT_MS = 1000;
 
-const FAULTS: LedgerFaults = {
-  hopRcptDefer: 0.02,
-  hopDefer: 0.03,
-  hopRefuse: 0.01,
-  hopDropMidData: 0.02,
-  hopDropAfterDot: 0.02,
-  hopLate: 0.005,
-  hopStall: 0.002,
-  clientVanishMidData: 0.02,
-  clientVanishAfterDot: 0.02,
-};
+const FAULTS = RANDOM_FAULTS;
 
 const harness = new Harness();
 let served: ServeProcess | null = null;

@@ -5,24 +5,14 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../../src/config/defaults.js';
 import { Harness } from '../../helpers/daemon-harness.js';
-import { ledgerNextHop, runLedger, type LedgerFaults } from '../../helpers/ledger.js';
+import { ledgerNextHop, runLedger, RANDOM_FAULTS } from '../../helpers/ledger.js';
 
 const harness = new Harness();
 beforeAll(() => harness.setup());
 afterEach(() => harness.cleanup());
 afterAll(() => harness.dispose());
 
-const FAULTS: LedgerFaults = {
-  hopRcptDefer: 0.02,
-  hopDefer: 0.03,
-  hopRefuse: 0.01,
-  hopDropMidData: 0.02,
-  hopDropAfterDot: 0.02,
-  hopLate: 0.01,
-  hopStall: 0.003,
-  clientVanishMidData: 0.02,
-  clientVanishAfterDot: 0.02,
-};
+const FAULTS = RANDOM_FAULTS;
 
 const MESSAGES = Number(process.env.LEDGER_MESSAGES ?? 3000);
 const SEED = Number(process.env.LEDGER_SEED ?? Date.now() % 1_000_000);
