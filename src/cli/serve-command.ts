@@ -5,12 +5,13 @@ import { parseArgs } from 'node:util';
 import { startDaemon, StartupError } from '../app.js';
 import { createLogger } from '../observability/logger.js';
 import { CliError, UsageError, type CommandRunner } from './cli-error.js';
-import { CONFIG_OPTION, loadCliConfig } from './config-option.js';
+import { CONFIG_OPTION, loadEffectiveConfig } from './config-option.js';
 
 export const SERVE_USAGE = `usage: dkimgate serve [--config FILE]
 
-Runs the filter daemon. The configuration is FILE, else config/dkimgate.yaml when it exists, else
-the built-in defaults (listen on 127.0.0.1:10027, relay to 127.0.0.1:10026). Logs are JSON lines on
+Runs the filter daemon. The configuration is FILE, else $DKIMGATE_CONFIG, else config/dkimgate.yaml
+when it exists, else the built-in defaults (listen on 127.0.0.1:10027, relay to 127.0.0.1:10026).
+DKIMGATE_* environment variables override the common keys (see the README). Logs are JSON lines on
 stdout. SIGHUP reloads the configuration and keys (a broken one is refused and the running one
 stays); SIGTERM stops accepting, finishes transactions in flight (limits.drain_timeout), then exits.
 `;
@@ -22,8 +23,11 @@ export const runServe: CommandRunner = async (argv, io) => {
     return 0;
   }
   if (positionals.length > 0) throw new UsageError(`serve takes no arguments (got ${positionals[0]})`);
-  const config = await loadCliConfig(values.config);
+  const { config, file, environment, warnings } = await loadEffectiveConfig(values.config);
   const logger = createLogger({ destination: io.stdout as NodeJS.WritableStream });
+  // Which file and which DKIMGATE_* variables made this configuration: the first thing to check in a container.
+  logger.info({ file: file ?? '(built-in defaults)', environment }, 'configuration');
+  for (const w of warnings) logger.warn(w);
   let daemon;
   try {
     daemon = await startDaemon(config, logger);
@@ -41,8 +45,9 @@ export const runServe: CommandRunner = async (argv, io) => {
     // SIGHUP storms: reloads run one after another, never interleaved.
     reloading = reloading.then(async () => {
       try {
-        const next = await loadCliConfig(values.config);
-        const outcome = await running.reload(next);
+        const next = await loadEffectiveConfig(values.config);
+        for (const w of next.warnings) logger.warn(w);
+        const outcome = await running.reload(next.config);
         if (outcome.kind === 'error') logger.error({ problems: outcome.problems }, 'reload refused: keeping the running configuration');
         else {
           for (const w of outcome.warnings) logger.warn(w);
