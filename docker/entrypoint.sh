@@ -4,7 +4,8 @@
 # The configuration is $DKIMGATE_CONFIG plus the DKIMGATE_* overrides: the config loader reads both.
 set -eu
 
-app=${DKIMGATE_HOME:-/app}
+# The application directory: the entrypoint lives in its docker/ folder (/app/docker in the image).
+app=$(cd "$(dirname "$0")/.." && pwd)
 
 # No arguments, or only options (docker run IMAGE --config /x.yaml): they are serve's.
 if [ "$#" -eq 0 ]; then

@@ -6,7 +6,7 @@
 
 import { execFile, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -87,7 +87,6 @@ async function runImageCommand(env: Record<string, string>, hop: RunningNextHop)
     command: [fromImage(entrypoint!), ...cmd] as [string, ...string[]],
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
-      DKIMGATE_HOME: ROOT,
       ...imageEnv,
       DKIMGATE_CONFIG: fromImage(imageEnv.DKIMGATE_CONFIG!),
       DKIMGATE_NEXT_HOP: `127.0.0.1:${hop.port}`,
@@ -187,7 +186,7 @@ describe("the image's start command and HEALTHCHECK, run directly", () => {
     const relayed = hop.messages[0]!.data.toString('latin1');
     expect(relayed).toMatch(/^Authentication-Results: gate\.docker\.test;\s*dkim=none/);
 
-    const env = { PATH: process.env.PATH ?? '', DKIMGATE_HOME: ROOT, ...imageEnv, DKIMGATE_CONFIG: fromImage(imageEnv.DKIMGATE_CONFIG!), ...overrides };
+    const env = { PATH: process.env.PATH ?? '', ...imageEnv, DKIMGATE_CONFIG: fromImage(imageEnv.DKIMGATE_CONFIG!), ...overrides };
     expect(await healthcheck(env)).toEqual({ status: 0, stderr: '' });
     await gate.stop();
     expect(await gate.exited).toBe(0);
@@ -203,7 +202,7 @@ describe("the image's start command and HEALTHCHECK, run directly", () => {
   });
 
   it('passes other commands through, and treats bare options as options of serve', async () => {
-    const env = { PATH: process.env.PATH ?? '', DKIMGATE_HOME: ROOT };
+    const env = { PATH: process.env.PATH ?? '' };
     const entrypoint = fromImage(jsonArgs('ENTRYPOINT')[0]!);
     const keygen = spawnSync(entrypoint, ['keygen', '--help'], { env, encoding: 'utf8', timeout: 20_000 });
     expect([keygen.status, keygen.stdout]).toEqual([0, expect.stringMatching(/keygen/)]);
@@ -214,7 +213,7 @@ describe("the image's start command and HEALTHCHECK, run directly", () => {
   it('refuses a bad override at start-up, naming the variable (exit 2)', async () => {
     const entrypoint = fromImage(jsonArgs('ENTRYPOINT')[0]!);
     const run = spawnSync(entrypoint, [], {
-      env: { PATH: process.env.PATH ?? '', DKIMGATE_HOME: ROOT, DKIMGATE_CONFIG: fromImage(imageEnv.DKIMGATE_CONFIG!), DKIMGATE_NEXT_HOP: 'postfix' },
+      env: { PATH: process.env.PATH ?? '', DKIMGATE_CONFIG: fromImage(imageEnv.DKIMGATE_CONFIG!), DKIMGATE_NEXT_HOP: 'postfix' },
       encoding: 'utf8',
       timeout: 20_000,
     });
@@ -271,7 +270,9 @@ describe('docker/docker-compose.yml', () => {
     expect(secretSource).toBe('./secrets/example.com/s2026.pem');
     await execFileAsync('mkdir', ['-p', secretsDir]);
     await execFileAsync('cp', [join(keys, 'example.com', 's2026.pem'), join(secretsDir, secretTarget)]);
-    await chmod(join(secretsDir, secretTarget), 0o444);
+    // as the compose file's header says: root:10001, mode 0440
+    await chown(join(secretsDir, secretTarget), 0, 10001);
+    await chmod(join(secretsDir, secretTarget), 0o440);
 
     const hop = await startNextHopServer();
     cleanups.push(() => hop.close());
@@ -298,5 +299,6 @@ describe('docker/docker-compose.yml', () => {
     expect(JSON.parse(verified.stdout).signatures).toEqual([expect.objectContaining({ result: 'pass', domain: 'example.com' })]);
     await waitFor('the message log line', () => gate.lines.find((l) => l.msg === 'message'));
     expect(gate.lines.find((l) => l.msg === 'message')).toMatchObject({ client: relayHost, clientVia: 'xforward', decision: 'sign' });
+    expect(gate.lines.filter((l) => l.level === 'warn')).toEqual([]); // no warning, about the key or anything else
   });
 });
