@@ -315,6 +315,20 @@ describe('Postfix recipe (a): content_filter with XFORWARD and a re-injection sm
     expect(await dkimpyVerdicts(out.data)).toEqual([expect.objectContaining({ result: 'pass', domain: 'example.com' })]);
     await waitFor('an empty Postfix queue', async () => (await postfix.queue()).length === 0);
   });
+  it("keeps the mail in Postfix's queue while dkimgate itself is down, and delivers it signed once dkimgate is back", async () => {
+    await gate.stop();
+    const { subject, raw } = message('Alice <alice@example.com>');
+    await send(ports.smtpd, raw, { from: 'alice@example.com', localAddress: RELAY_HOST });
+    const deferred = await waitFor('the message deferred in Postfix', async () =>
+      (await postfix.queue()).find((m) => m.queue_name === 'deferred' && m.recipients.some((r) => /connect to 127\.0\.0\.1\[127\.0\.0\.1\]:\d+: Connection refused/.test(r.delay_reason ?? ''))),
+    );
+    expect(deferred.recipients.map((r) => r.address)).toEqual(['bob@remote.test']);
+    gate = await startDkimgate({ config: gateConfigPath, listeners: 3 });
+    await postfix.flush();
+    const out = await delivered(subject);
+    expect(await dkimpyVerdicts(out.data)).toEqual([expect.objectContaining({ result: 'pass', domain: 'example.com' })]);
+    await waitFor('an empty Postfix queue', async () => (await postfix.queue()).length === 0);
+  });
 });
 
 describe('Postfix recipe (b): authenticated submission reaches the signing listener', () => {
