@@ -246,6 +246,13 @@ afterAll(async () => {
 });
 
 describe('Postfix recipe (a): content_filter with XFORWARD and a re-injection smtpd', () => {
+  it('uses only parameters Postfix knows: postconf warns about none in main.cf or master.cf', async () => {
+    for (const flag of ['-n', '-M', '-P']) {
+      const { stderr } = await execFileAsync('/usr/sbin/postconf', ['-c', postfix.configDir, flag], { encoding: 'utf8' });
+      expect(stderr, `postconf ${flag}`).toBe('');
+    }
+  });
+
   it('signs mail that a relay host sends through Postfix, and dkimpy verifies the signature after both Postfix passes', async () => {
     const mark = gate.lines.length;
     const { subject, raw } = message('Alice <alice@example.com>');
