@@ -246,6 +246,30 @@ describe('docker/docker-compose.yml', () => {
     for (const file of copied) expect(existsSync(join(ROOT, file)), file).toBe(true);
   });
 
+  it("sets Postfix up as its inline Dockerfile says (run here on a copy of Debian's config): postconf accepts the result", async () => {
+    const steps = instructions(compose.services.postfix!.build!.dockerfile_inline!);
+    const dir = join(work, 'compose-postfix');
+    const recipe = join(dir, 'recipe');
+    await execFileAsync('mkdir', ['-p', join(dir, 'etc'), recipe]);
+    // what the postfix package installs ("No configuration" leaves master.cf and no main.cf)
+    await execFileAsync('cp', ['/etc/postfix/master.cf', join(dir, 'etc', 'master.cf')]);
+    const copy = steps.find((i) => i.keyword === 'COPY')!.args.split(/\s+/);
+    expect(copy.pop()).toBe('/tmp/dkimgate-recipe/');
+    for (const source of copy) await execFileAsync('cp', [join(ROOT, source), recipe]);
+    const setup = steps.filter((i) => i.keyword === 'RUN' && !i.args.includes('apt-get'));
+    expect(setup).toHaveLength(1);
+    const script = setup[0]!.args.replaceAll('/etc/postfix', join(dir, 'etc')).replaceAll('/tmp/dkimgate-recipe', recipe);
+    await execFileAsync('sh', ['-ec', script], { env: { ...process.env, MAIL_CONFIG: join(dir, 'etc') } });
+    const postconf = (...args: string[]) => execFileAsync('/usr/sbin/postconf', ['-c', join(dir, 'etc'), ...args], { encoding: 'utf8' });
+    for (const flag of ['-n', '-M', '-P']) expect((await postconf(flag)).stderr, `postconf ${flag}`).toBe('');
+    expect((await postconf('-h', 'content_filter')).stdout.trim()).toBe('dkimgate:[127.0.0.1]:10027');
+    const chroots = (await postconf('-F', '*/*/chroot')).stdout.trim().split('\n');
+    expect(chroots.length).toBeGreaterThan(10);
+    expect(chroots.filter((line) => !line.endsWith('= n'))).toEqual([]);
+    expect((await postconf('-h', 'myhostname', 'maillog_file')).stdout).toBe('mx.example.net\n/dev/stdout\n'); // edited there, not in /etc/postfix
+    expect(steps.find((i) => i.keyword === 'CMD')?.args).toBe('["postfix", "start-fg"]');
+  });
+
   it("gives dkimgate more time to stop than limits.drain_timeout, and environment values dkimgate accepts", () => {
     const grace = /^(\d+)s$/.exec(String(dkimgate.stop_grace_period));
     expect(Number(grace?.[1])).toBeGreaterThan(DEFAULTS.config.limits.drainTimeout);
