@@ -1,10 +1,12 @@
 // Builds the TXT lookup for commands from the configuration's dns section and --dns-server / --dns-zone (interface.md §1).
 // Touches: zone files (read once) and, through the resolver, the DNS servers named.
 
+import { parseArgs } from 'node:util';
 import type { DnsConfig } from '../config/config.js';
 import { createDnsResolver, loadZoneFiles, parseServerAddress } from '../dns/create-dns-resolver.js';
 import type { TxtLookup } from '../dkim/txt-lookup.js';
 import { CliError, UsageError } from './cli-error.js';
+import { CONFIG_OPTION } from './config-option.js';
 
 export const DNS_OPTIONS = {
   'dns-server': { type: 'string', multiple: true },
@@ -14,6 +16,24 @@ export const DNS_OPTIONS = {
 export interface DnsFlags {
   servers?: string[] | undefined;
   zones?: string[] | undefined;
+}
+
+export interface ConfigAndDnsArgs {
+  help: boolean;
+  config: string | undefined;
+  dns: DnsFlags;
+}
+
+/** The arguments of commands that check the configured keys (keycheck, doctor): --config, --dns-server, --dns-zone, no FILE. */
+export function parseConfigAndDnsArgs(command: string, argv: string[]): ConfigAndDnsArgs {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: { ...DNS_OPTIONS, ...CONFIG_OPTION, help: { type: 'boolean', default: false } },
+  });
+  if (!values.help && positionals.length > 0) throw new UsageError(`${command} takes no FILE (got ${positionals[0]})`);
+  return { help: values.help, config: values.config, dns: { servers: values['dns-server'], zones: values['dns-zone'] } };
 }
 
 /**

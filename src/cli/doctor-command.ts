@@ -3,7 +3,6 @@
 // Touches: the config file, key files and the users file (read once each), DNS or zone files; writes stdout.
 
 import { stat } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { DEMO } from '../config/built-in-config.js';
 import type { Config, SigningSelector } from '../config/config.js';
 import { resolveSigningSelectors } from '../config/resolve-signing-selectors.js';
@@ -12,10 +11,10 @@ import { KeyLoadError, keySizeWarning, loadPrivateKey, type LoadedKey, type KeyL
 import { checkEd25519Records, matchPublishedKey, publishedKeyName } from '../keys/match-published-key.js';
 import { isReachable, signingReach, type UsersSummary } from '../policy/signing-reach.js';
 import { loadUsersFile } from '../smtp/users-file.js';
-import { UsageError, type CommandRunner } from './cli-error.js';
+import type { CommandRunner } from './cli-error.js';
 import { keyProblemText } from './config-check-command.js';
-import { CONFIG_OPTION, describeConfigSource, loadCliConfig } from './config-option.js';
-import { createCliLookup, DNS_OPTIONS } from './dns-options.js';
+import { describeConfigSource, loadCliConfig } from './config-option.js';
+import { createCliLookup, parseConfigAndDnsArgs } from './dns-options.js';
 
 export const DOCTOR_USAGE = `usage: dkimgate doctor [--config FILE] [--dns-server HOST[:PORT]]... [--dns-zone FILE]...
 
@@ -45,20 +44,14 @@ export interface DoctorLine {
 const FILE_PROBLEMS: ReadonlySet<KeyLoadErrorCode> = new Set(['missing', 'unreadable', 'not_a_file', 'insecure_permissions', 'too_large']);
 
 export const runDoctor: CommandRunner = async (argv, io) => {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: { ...DNS_OPTIONS, ...CONFIG_OPTION, help: { type: 'boolean', default: false } },
-  });
-  if (values.help) {
+  const args = parseConfigAndDnsArgs('doctor', argv);
+  if (args.help) {
     io.stdout.write(DOCTOR_USAGE);
     return 0;
   }
-  if (positionals.length > 0) throw new UsageError(`doctor takes no FILE (got ${positionals[0]})`);
-  const { config, file } = await loadCliConfig(values.config);
-  const servers = values['dns-server'] ?? config.dns.servers;
-  const zones = [...config.dns.zoneFiles, ...(values['dns-zone'] ?? [])];
+  const { config, file } = await loadCliConfig(args.config);
+  const servers = args.dns.servers ?? config.dns.servers;
+  const zones = [...config.dns.zoneFiles, ...(args.dns.zones ?? [])];
   io.stdout.write(
     `info config: ${describeConfigSource(file)}; DNS: ${servers.length > 0 ? servers.join(', ') : 'the system resolvers'}` +
       `${zones.length > 0 ? `, zone files ${zones.join(', ')} first` : ''}\n`,
@@ -68,7 +61,7 @@ export const runDoctor: CommandRunner = async (argv, io) => {
     io.stdout.write('info sign: no domain has a selector, nothing is signed (verify only)\n');
     return 0;
   }
-  const lookupTxt = await createCliLookup(config.dns, { servers: values['dns-server'], zones: values['dns-zone'] });
+  const lookupTxt = await createCliLookup(config.dns, args.dns);
   const users = await loadUsers(config);
   const reports = await Promise.all(selectors.map((sel) => checkSelector(sel, { config, builtIn: file === null, lookupTxt, users })));
   const lines = reports.flat();

@@ -1,14 +1,13 @@
 // `dkimgate keycheck`: for every configured domain/selector, does the published key match the private key?
 // Touches: the config file, private key files (read once each), DNS or zone files; writes one line per pair.
 
-import { parseArgs } from 'node:util';
 import type { SigningSelector } from '../config/config.js';
 import type { TxtLookup } from '../dkim/txt-lookup.js';
 import { loadPrivateKey } from '../keys/load-private-key.js';
 import { matchPublishedKey, publishedKeyName } from '../keys/match-published-key.js';
-import { UsageError, type CommandRunner } from './cli-error.js';
-import { loadCliConfig, CONFIG_OPTION } from './config-option.js';
-import { createCliLookup, DNS_OPTIONS } from './dns-options.js';
+import type { CommandRunner } from './cli-error.js';
+import { loadCliConfig } from './config-option.js';
+import { createCliLookup, parseConfigAndDnsArgs } from './dns-options.js';
 import { resolveSigningSelectors } from '../config/resolve-signing-selectors.js';
 
 export const KEYCHECK_USAGE = `usage: dkimgate keycheck [--config FILE] [--dns-server HOST[:PORT]]... [--dns-zone FILE]...
@@ -44,24 +43,18 @@ export async function checkSelector(sel: SigningSelector, lookupTxt: TxtLookup):
 }
 
 export const runKeycheck: CommandRunner = async (argv, io) => {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: { ...DNS_OPTIONS, ...CONFIG_OPTION, help: { type: 'boolean', default: false } },
-  });
-  if (values.help) {
+  const args = parseConfigAndDnsArgs('keycheck', argv);
+  if (args.help) {
     io.stdout.write(KEYCHECK_USAGE);
     return 0;
   }
-  if (positionals.length > 0) throw new UsageError(`keycheck takes no FILE (got ${positionals[0]})`);
-  const { config } = await loadCliConfig(values.config);
+  const { config } = await loadCliConfig(args.config);
   const selectors = resolveSigningSelectors(config);
   if (selectors.length === 0) {
     io.stderr.write('keycheck: no domain has a selector in the sign section; nothing to check\n');
     return 1;
   }
-  const lookupTxt = await createCliLookup(config.dns, { servers: values['dns-server'], zones: values['dns-zone'] });
+  const lookupTxt = await createCliLookup(config.dns, args.dns);
   const lines = await Promise.all(selectors.map((sel) => checkSelector(sel, lookupTxt)));
   for (const line of lines) io.stdout.write(`${line.text}\n`);
   return lines.every((l) => l.ok) ? 0 : 1;
