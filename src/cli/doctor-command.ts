@@ -63,7 +63,7 @@ export const runDoctor: CommandRunner = async (argv, io) => {
   }
   const lookupTxt = await createCliLookup(config.dns, args.dns);
   const users = await loadUsers(config);
-  const reports = await Promise.all(selectors.map((sel) => checkSelector(sel, { config, builtIn: file === null, lookupTxt, users })));
+  const reports = await Promise.all(selectors.map((sel) => diagnoseSelector(sel, { config, builtIn: file === null, lookupTxt, users })));
   const lines = reports.flat();
   for (const line of lines) io.stdout.write(`${line.status.padEnd(4)} ${line.text}\n`);
   return lines.some((l) => l.status === 'FAIL') ? 1 : 0;
@@ -77,7 +77,7 @@ interface DoctorContext {
 }
 
 /** Every check of one selector, in the order of DOCTOR_USAGE. */
-export async function checkSelector(sel: SigningSelector, ctx: DoctorContext): Promise<DoctorLine[]> {
+async function diagnoseSelector(sel: SigningSelector, ctx: DoctorContext): Promise<DoctorLine[]> {
   const name = publishedKeyName(sel);
   const line = (status: Status, check: string, detail: string): DoctorLine => ({ status, text: `${name} ${check}: ${detail}` });
   const [key, lookup] = await Promise.all([loadKey(sel, ctx.builtIn), ctx.lookupTxt(name)]);
