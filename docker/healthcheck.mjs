@@ -2,11 +2,11 @@
 // Asks the metrics address of the effective configuration (the file plus DKIMGATE_* overrides), on loopback
 // when it is a wildcard address. Touches: the config file, one HTTP request.
 
-import { loadEffectiveConfig } from '../dist/cli/config-option.js';
+import { loadCliConfig } from '../dist/cli/config-option.js';
 
 let metrics;
 try {
-  ({ config: { metrics } } = await loadEffectiveConfig(undefined));
+  ({ config: { metrics } } = await loadCliConfig(undefined));
 } catch (err) {
   console.error(`healthcheck: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);

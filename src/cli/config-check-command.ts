@@ -152,7 +152,7 @@ export async function checkReferencedFiles(
 }
 
 /** The key problem, with the exact keygen command when the file is simply missing. */
-function keyProblemText(error: unknown, entry: SigningSelector): string {
+export function keyProblemText(error: unknown, entry: SigningSelector): string {
   if (!(error instanceof KeyLoadError)) return error instanceof Error ? error.message : String(error);
   if (error.code !== 'missing') return error.message;
   const tail = join(entry.signingDomain, `${entry.selector}.pem`);

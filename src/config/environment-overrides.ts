@@ -13,6 +13,9 @@ export const ENVIRONMENT_SOURCE = 'environment';
 /** The file's path when --config is not given (read by the CLI, not here). */
 export const CONFIG_PATH_VARIABLE = 'DKIMGATE_CONFIG';
 
+/** Sets next_hop: with it, the built-in configuration relays for real (no embedded demo next hop). */
+export const NEXT_HOP_VARIABLE = 'DKIMGATE_NEXT_HOP';
+
 type Override = {
   /** What the variable holds, for --help and the README. */
   syntax: string;
@@ -76,7 +79,7 @@ export const ENVIRONMENT_OVERRIDES: Readonly<Record<string, Override>> = {
     parse: (text) => entries(list(text).map(listener)),
     apply: (config, value) => (config.listen = value as Config['listen']),
   },
-  DKIMGATE_NEXT_HOP: {
+  [NEXT_HOP_VARIABLE]: {
     syntax: 'next_hop host and port (tls and auth stay as configured): HOST:PORT, e.g. postfix:10026',
     node: { kind: 'object', fields: { host: field('next_hop', 'host'), port: field('next_hop', 'port') }, required: ['host', 'port'] },
     parse: (text) => hostPort(text.trim()),

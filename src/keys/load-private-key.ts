@@ -115,13 +115,20 @@ export async function loadPrivateKey(path: string): Promise<LoadedKey> {
     await handle.close();
   }
   const { keyObject, keyType, keyBits } = parsePrivateKeyPem(pem, path);
+  const sizeWarning = keySizeWarning(path, keyType, keyBits);
+  if (sizeWarning !== null) warnings.push(sizeWarning);
+  return { keyObject, keyType, keyBits, warnings };
+}
+
+/** Advice on a usable key's size (RFC 8301: 2048 bits recommended, verifiers need only handle 4096), or null. */
+export function keySizeWarning(path: string, keyType: PrivateKeyType, keyBits: number): string | null {
   if (keyType === 'rsa' && keyBits < 2048) {
-    warnings.push(`private key ${path} is RSA ${keyBits} bits; RFC 8301 recommends at least 2048: generate a new key with "dkimgate keygen" and a new selector`);
+    return `private key ${path} is RSA ${keyBits} bits; RFC 8301 recommends at least 2048: generate a new key with "dkimgate keygen" and a new selector`;
   }
   if (keyType === 'rsa' && keyBits > 4096) {
-    warnings.push(`private key ${path} is RSA ${keyBits} bits; verifiers need only support up to 4096 (RFC 8301), some will fail larger keys`);
+    return `private key ${path} is RSA ${keyBits} bits; verifiers need only support up to 4096 (RFC 8301), some will fail larger keys`;
   }
-  return { keyObject, keyType, keyBits, warnings };
+  return null;
 }
 
 /** Parses PEM text into a DKIM-usable private key or throws KeyLoadError naming `path`. No I/O. */

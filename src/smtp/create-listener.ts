@@ -14,6 +14,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { finishMessage, prepareMessage, type MessageContext, type PreparedMessage } from '../pipeline/process-message.js';
 import { receiveMessage, type ReceiveOutcome } from '../pipeline/receive-message.js';
 import { describeClient, matchCidrs, type ClientIdentity } from '../policy/client-identity.js';
+import { offersAuth } from '../policy/signing-reach.js';
 import type { NextHopConnection, ReplyOutcome } from '../relay/next-hop-connection.js';
 import type { NextHopPool } from '../relay/next-hop-pool.js';
 import type { SmtpReply } from '../relay/smtp-reply.js';
@@ -372,7 +373,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     hideDSN: false,
     // AUTH only where it can be used: with users, and after STARTTLS unless allow_insecure_auth
     // (a listener without TLS would otherwise take passwords in clear text).
-    disabledCommands: initial.users && (listener.tls || listener.allowInsecureAuth) ? [] : ['AUTH'],
+    disabledCommands: offersAuth(listener, initial.users !== null) ? [] : ['AUTH'],
     authOptional: true,
     allowInsecureAuth: listener.allowInsecureAuth,
     disableReverseLookup: true,

@@ -1,18 +1,14 @@
 // `dkimgate serve` as a real process (node dist/cli.js): SIGHUP reloads (broken config refused, good one applied)
 // and SIGTERM drains a transaction in flight. Touches: the processes it spawns (ended by PID), temp dirs, loopback sockets.
 
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { BASIC_MESSAGE, rsaKey } from '../../helpers/dkim-test-kit.js';
 import { startNextHopServer } from '../../helpers/next-hop-server.js';
-
-const CLI = fileURLToPath(new URL('../../../dist/cli.js', import.meta.url));
+import { listeningPort, spawnServe, stopAllServeProcesses, type ServeProcess } from '../../helpers/serve-process.js';
 
 import { RawClient, type Reply } from '../../helpers/raw-smtp-client.js';
 
@@ -37,31 +33,11 @@ async function sendMail(port: number, data: Buffer): Promise<Reply> {
   }
 }
 
-type Served = { child: ChildProcess; lines: Array<Record<string, unknown>>; port: number; exited: Promise<number | null> };
-
-const children: ChildProcess[] = [];
 const closers: Array<() => Promise<void>> = [];
 
-async function serve(configPath: string): Promise<Served> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first`);
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const lines: Array<Record<string, unknown>> = [];
-  let partial = '';
-  let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
-  child.stdout!.on('data', (chunk: Buffer) => {
-    const parts = (partial + chunk.toString('utf8')).split('\n');
-    partial = parts.pop() ?? '';
-    for (const p of parts) if (p.trim()) lines.push(JSON.parse(p) as Record<string, unknown>);
-  });
-  const listening = await waitFor(() => lines.find((l) => l.msg === 'listening'), 10_000).catch(() => {
-    throw new Error(`serve did not log "listening": ${stderr} ${JSON.stringify(lines)}`);
-  });
-  const port = Number(/:(\d+)$/.exec(String(listening.listener))?.[1]);
-  expect(port).toBeGreaterThan(0);
-  return { child, lines, port, exited };
+async function serve(configPath: string): Promise<ServeProcess & { port: number }> {
+  const served = spawnServe(['--config', configPath]);
+  return Object.assign(served, { port: await listeningPort(served) });
 }
 
 async function waitFor<T>(probe: () => T | undefined | null | false, timeoutMs = 5000): Promise<T> {
@@ -107,13 +83,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) {
-      const gone = new Promise((r) => child.once('exit', r));
-      child.kill('SIGKILL');
-      await gone;
-    }
-  }
+  await stopAllServeProcesses();
   for (const c of closers.splice(0)) await c();
 });
 
