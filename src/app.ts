@@ -16,6 +16,7 @@ import { maxAddedHeaderBytes } from './pipeline/added-header-bytes.js';
 import { compileCidrs } from './policy/client-identity.js';
 import { createNextHopPool, type NextHopPool } from './relay/next-hop-pool.js';
 import { createListener } from './smtp/create-listener.js';
+import { startOutboxServer, type OutboxServer } from './smtp/outbox-server.js';
 import { RuntimeHolder, type Runtime } from './smtp/runtime.js';
 import { loadUsersFile } from './smtp/users-file.js';
 
@@ -79,12 +80,12 @@ export async function buildRuntime(config: Config): Promise<RuntimeBuild> {
   return { kind: 'ok', runtime, resolver, warnings };
 }
 
-function createPool(config: Config, ca: Buffer | null): NextHopPool {
+function createPool(config: Config, address: { host: string; port: number }, ca: Buffer | null): NextHopPool {
   const hop = config.nextHop;
   return createNextHopPool(
     {
-      host: hop.host,
-      port: hop.port,
+      host: address.host,
+      port: address.port,
       tls: hop.tls,
       ...(ca ? { tlsOptions: { ca } } : {}),
       auth: hop.auth,
@@ -106,14 +107,26 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-export async function startDaemon(config: Config, logger: Logger): Promise<Daemon> {
+export interface DaemonOptions {
+  /**
+   * The built-in configuration's embedded next hop: a server where next_hop points that stores what it
+   * receives in this directory. Started before the listeners, so it is ready for the first relay; when
+   * that address is taken, whatever listens there is the next hop (interface.md §1 defaults).
+   */
+  outboxDir?: string;
+}
+
+export async function startDaemon(config: Config, logger: Logger, options: DaemonOptions = {}): Promise<Daemon> {
   const built = await buildRuntime(config);
   if (built.kind === 'error') throw new StartupError(built.problems);
   for (const w of built.warnings) logger.warn(w);
+  const outbox = options.outboxDir === undefined ? null : await startOutbox(config, options.outboxDir, logger);
+  // Only the embedded next hop's address can differ from next_hop: it may have been asked for port 0.
+  const nextHopAddress = (next: Config) => outbox?.address ?? { host: next.nextHop.host, port: next.nextHop.port };
   const holder = new RuntimeHolder(built.runtime);
   const metrics: Metrics = createMetrics({ signingDomains: built.runtime.keys.byFromDomain.keys() });
   metrics.setDnsCacheStats(() => built.resolver.stats());
-  let pool = createPool(config, built.runtime.nextHopCa);
+  let pool = createPool(config, nextHopAddress(config), built.runtime.nextHopCa);
   let draining = false;
   let inFlight = 0;
   let drained: (() => void) | null = null;
@@ -149,6 +162,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
     }
   } catch (err) {
     for (const s of servers) s.close();
+    await outbox?.close();
     throw err;
   }
   let metricsServer: MetricsServer | null = null;
@@ -176,7 +190,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
       const caChanged = !equalBytes(holder.get().nextHopCa, rebuilt.runtime.nextHopCa);
       if (caChanged || JSON.stringify(current.nextHop) !== JSON.stringify(next.nextHop) || current.limits.nextHopTimeout !== next.limits.nextHopTimeout) {
         const old = pool;
-        pool = createPool(next, rebuilt.runtime.nextHopCa);
+        pool = createPool(next, nextHopAddress(next), rebuilt.runtime.nextHopCa);
         void old.closeAll();
       }
       holder.replace(rebuilt.runtime);
@@ -205,6 +219,7 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
         }
       }
       await pool.closeAll();
+      await outbox?.close();
       await metricsServer?.close();
     },
   };
@@ -212,6 +227,34 @@ export async function startDaemon(config: Config, logger: Logger): Promise<Daemo
 
 function equalBytes(a: Buffer | null, b: Buffer | null): boolean {
   return a === null || b === null ? a === b : a.equals(b);
+}
+
+/** Starts the embedded next hop; null (and a warning) when its address is taken by something else. */
+async function startOutbox(config: Config, dir: string, logger: Logger): Promise<OutboxServer | null> {
+  const where = `${config.nextHop.host}:${config.nextHop.port}`;
+  try {
+    const outbox = await startOutboxServer({
+      host: config.nextHop.host,
+      port: config.nextHop.port,
+      dir,
+      // Room for the fields we prepend to the largest message a client may send.
+      maxMessageBytes: config.limits.maxMessageSize + config.limits.maxHeaderSize,
+      logger,
+    });
+    logger.info({ nextHop: `smtp://${outbox.address.host}:${outbox.address.port}`, outbox: dir }, `demo next hop listening: relayed mail is stored in ${dir}/`);
+    return outbox;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') {
+      logger.warn(
+        { nextHop: `smtp://${where}` },
+        `${where} is already in use: relaying to whatever listens there (the built-in next hop), not to the demo outbox ${dir}/; stop it, or write config/dkimgate.yaml`,
+      );
+      return null;
+    }
+    if (code === 'EACCES' || code === 'EADDRNOTAVAIL') throw err; // reported like a listener that cannot bind
+    throw new StartupError([`demo next hop: cannot store mail in ${dir}/ (${code ?? String(err)}); make the directory writable or write config/dkimgate.yaml`]);
+  }
 }
 
 /** The configuration refers to something that cannot be loaded (keys, users, zone files). */

@@ -13,6 +13,7 @@ commands:
   sign [options] [FILE]           sign a message
   keygen --domain D --selector S  create a signing key and print its DNS record
   keycheck [--config FILE]        check that published keys match the private keys
+  doctor [--config FILE]          check every signing key: file, size, DNS record, match, use
   config check [--config FILE]    validate a configuration file
 
 Run "dkimgate <command> --help" for a command's options. --debug prints stack traces.
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, Loader> = {
   sign: async () => (await import('./cli/sign-command.js')).runSign,
   keygen: async () => (await import('./cli/keygen-command.js')).runKeygen,
   keycheck: async () => (await import('./cli/keycheck-command.js')).runKeycheck,
+  doctor: async () => (await import('./cli/doctor-command.js')).runDoctor,
   config: async () => runConfig,
   serve: async () => (await import('./cli/serve-command.js')).runServe,
 };

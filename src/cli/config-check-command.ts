@@ -6,7 +6,8 @@ import { access, readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Config, ConfigProblem, SigningSelector } from '../config/config.js';
-import { describeReadError, formatConfigProblem } from '../config/load-config.js';
+import { describeReadError, formatConfigProblem, formatConfigWarning } from '../config/load-config.js';
+import { applyEnvironment, CONFIG_PATH_VARIABLE } from '../config/environment-overrides.js';
 import { parseConfigText } from '../config/parse-config-text.js';
 import { resolveSigningSelectors } from '../config/resolve-signing-selectors.js';
 import { parseZoneFile } from '../dns/zone-file.js';
@@ -16,10 +17,11 @@ import { DEFAULT_CONFIG_PATH } from './config-option.js';
 
 export const CONFIG_CHECK_USAGE = `Usage: dkimgate config check [--config FILE]
 
-Validates the configuration file (default ${DEFAULT_CONFIG_PATH}; built-in defaults when
-that file does not exist) and the files it references: signing keys, TLS files, the users
-file and DNS zone files. Prints "ok: FILE", or one line per problem as FILE:LINE: key: message
-on stderr and exits with status 2.
+Validates the configuration file (default $DKIMGATE_CONFIG, else ${DEFAULT_CONFIG_PATH}; built-in
+defaults when that file does not exist) with the DKIMGATE_* environment overrides applied, and
+the files it references: signing keys, TLS files, the users file and DNS zone files. Prints
+"ok: FILE", or one line per problem as FILE:LINE: key: message (environment: VARIABLE: message
+for an override) on stderr and exits with status 2.
 
 Options:
   --config FILE   the file to check
@@ -44,28 +46,35 @@ export const runConfigCheck: CommandRunner = async (argv, io) => {
     const first = (error instanceof Error ? error.message : String(error)).split('\n')[0] ?? '';
     throw new UsageError(`${first.charAt(0).toLowerCase()}${first.slice(1)}; see dkimgate config check --help`);
   }
-  const file = values.config ?? DEFAULT_CONFIG_PATH;
+  const fromEnvironment = process.env[CONFIG_PATH_VARIABLE];
+  const explicit = values.config ?? (fromEnvironment === '' ? undefined : fromEnvironment);
+  const file = explicit ?? DEFAULT_CONFIG_PATH;
 
-  let text: string;
+  let text = '';
+  let builtIn = false;
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    if (values.config === undefined && (error as NodeJS.ErrnoException).code === 'ENOENT') {
-      const parsed = parseConfigText('', '(built-in defaults)');
-      if (parsed.kind === 'error') return report(io, parsed.problems, []); // a bug in the defaults
-      io.stdout.write(`ok: built-in defaults (${file} does not exist; pass --config FILE to check another file)\n`);
-      return EXIT_OK;
+    if (explicit !== undefined || (error as NodeJS.ErrnoException).code !== 'ENOENT') {
+      return report(io, [{ file, line: 0, keyPath: '', message: describeReadError(error) }], []);
     }
-    return report(io, [{ file, line: 0, keyPath: '', message: describeReadError(error) }], []);
+    builtIn = true;
   }
-
-  const parsed = parseConfigText(text, file);
-  if (parsed.kind === 'error') return report(io, parsed.problems, []);
-  const findings = await checkReferencedFiles(parsed.config, file, parsed.lineOf);
-  const warnings = [...parsed.warnings, ...findings.warnings];
+  const label = builtIn ? '(built-in defaults)' : file;
+  const parsed = parseConfigText(text, label);
+  if (parsed.kind === 'error') return report(io, parsed.problems, []); // with built-in defaults: a bug
+  const overridden = applyEnvironment(parsed.config, process.env);
+  if (overridden.kind === 'error') return report(io, overridden.problems, parsed.warnings);
+  const findings = await checkReferencedFiles(overridden.config, label, parsed.lineOf);
+  const warnings = [...parsed.warnings, ...overridden.warnings, ...findings.warnings];
   if (findings.problems.length > 0) return report(io, findings.problems, warnings);
-  for (const warning of warnings) io.stderr.write(formatWarning(warning) + '\n');
-  io.stdout.write(`ok: ${file}\n`);
+  for (const warning of warnings) io.stderr.write(formatConfigWarning(warning) + '\n');
+  const environment = overridden.applied.length > 0 ? ` with ${overridden.applied.join(', ')} from the environment` : '';
+  io.stdout.write(
+    builtIn
+      ? `ok: built-in defaults${environment} (${file} does not exist; pass --config FILE to check another file)\n`
+      : `ok: ${file}${environment}\n`,
+  );
   return EXIT_OK;
 };
 
@@ -143,7 +152,7 @@ export async function checkReferencedFiles(
 }
 
 /** The key problem, with the exact keygen command when the file is simply missing. */
-function keyProblemText(error: unknown, entry: SigningSelector): string {
+export function keyProblemText(error: unknown, entry: SigningSelector): string {
   if (!(error instanceof KeyLoadError)) return error instanceof Error ? error.message : String(error);
   if (error.code !== 'missing') return error.message;
   const tail = join(entry.signingDomain, `${entry.selector}.pem`);
@@ -159,12 +168,8 @@ function keyProblemText(error: unknown, entry: SigningSelector): string {
   return `private key ${entry.keyPath} does not exist; create it with: ${command}`;
 }
 
-function formatWarning(warning: ConfigProblem): string {
-  return formatConfigProblem({ ...warning, message: `warning: ${warning.message}` });
-}
-
 function report(io: Parameters<CommandRunner>[1], problems: ConfigProblem[], warnings: ConfigProblem[]): number {
   for (const problem of problems) io.stderr.write(formatConfigProblem(problem) + '\n');
-  for (const warning of warnings) io.stderr.write(formatWarning(warning) + '\n');
+  for (const warning of warnings) io.stderr.write(formatConfigWarning(warning) + '\n');
   return EXIT_USAGE;
 }

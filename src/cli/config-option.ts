@@ -1,30 +1,62 @@
-// The --config option shared by commands that read the configuration file.
-// Touches: the config file (read once); a missing default file means built-in defaults.
+// The --config option shared by commands that read the configuration, and the DKIMGATE_* overrides.
+// Touches: the config file (read once) and the process environment; without a file, the built-in
+// configuration (and whether the demo zone exists).
 
 import { access } from 'node:fs/promises';
+import { builtInConfig, DEMO } from '../config/built-in-config.js';
 import type { Config } from '../config/config.js';
-import { defaultConfig } from '../config/defaults.js';
-import { loadConfig } from '../config/load-config.js';
+import { applyEnvironment, CONFIG_PATH_VARIABLE } from '../config/environment-overrides.js';
+import { ConfigError, formatConfigWarning, loadConfig } from '../config/load-config.js';
 import { CliError } from './cli-error.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/dkimgate.yaml';
 
 export const CONFIG_OPTION = { config: { type: 'string' } } as const;
 
-/** Loads --config FILE, else config/dkimgate.yaml when present, else the built-in defaults. Errors exit 2. */
-export async function loadCliConfig(path: string | undefined): Promise<Config> {
-  let file = path;
-  if (file === undefined) {
-    const exists = await access(DEFAULT_CONFIG_PATH).then(
-      () => true,
-      () => false,
-    );
-    if (!exists) return defaultConfig();
-    file = DEFAULT_CONFIG_PATH;
-  }
+export interface CliConfig {
+  config: Config;
+  /** The file it was read from; null for the built-in configuration (no --config, no $DKIMGATE_CONFIG, no config/dkimgate.yaml). */
+  file: string | null;
+  /** The DKIMGATE_* variables that overrode a setting. */
+  environment: string[];
+  /** e.g. an unknown DKIMGATE_* variable, as "environment: NAME: message". */
+  warnings: string[];
+}
+
+/** The file --config names, else $DKIMGATE_CONFIG, else config/dkimgate.yaml when present; null: the built-in configuration. */
+export async function configPath(path: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<string | null> {
+  if (path !== undefined) return path;
+  const fromEnvironment = env[CONFIG_PATH_VARIABLE];
+  if (fromEnvironment !== undefined && fromEnvironment !== '') return fromEnvironment;
+  return (await exists(DEFAULT_CONFIG_PATH)) ? DEFAULT_CONFIG_PATH : null;
+}
+
+/**
+ * Loads the configuration file (see configPath), else the built-in configuration (defaults plus the
+ * demo domain), then applies the DKIMGATE_* overrides. serve, verify, keycheck and doctor all read it
+ * this way, so that they agree on DNS servers and zone files. Errors exit 2.
+ */
+export async function loadCliConfig(path: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<CliConfig> {
+  const file = await configPath(path, env);
+  let config: Config;
   try {
-    return await loadConfig(file);
+    config = file === null ? builtInConfig({ demoZonePresent: await exists(DEMO.zoneFile) }) : await loadConfig(file);
   } catch (err) {
     throw new CliError((err as Error).message, 2);
   }
+  const overridden = applyEnvironment(config, env);
+  if (overridden.kind === 'error') throw new CliError(new ConfigError(overridden.problems).message, 2);
+  return { config: overridden.config, file, environment: overridden.applied, warnings: overridden.warnings.map(formatConfigWarning) };
+}
+
+/** "config/dkimgate.yaml", or what the built-in configuration is, for log and report lines. */
+export function describeConfigSource(file: string | null): string {
+  return file ?? `built-in configuration (no ${DEFAULT_CONFIG_PATH}; demo domain ${DEMO.domain})`;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }

@@ -1,10 +1,12 @@
-// Builds the TXT lookup for commands from --dns-server and --dns-zone (interface.md §1).
+// Builds the TXT lookup for commands from the configuration's dns section and --dns-server / --dns-zone (interface.md §1).
 // Touches: zone files (read once) and, through the resolver, the DNS servers named.
 
-import { DEFAULTS } from '../config/defaults.js';
+import { parseArgs } from 'node:util';
+import type { DnsConfig } from '../config/config.js';
 import { createDnsResolver, loadZoneFiles, parseServerAddress } from '../dns/create-dns-resolver.js';
 import type { TxtLookup } from '../dkim/txt-lookup.js';
 import { CliError, UsageError } from './cli-error.js';
+import { CONFIG_OPTION } from './config-option.js';
 
 export const DNS_OPTIONS = {
   'dns-server': { type: 'string', multiple: true },
@@ -12,30 +14,54 @@ export const DNS_OPTIONS = {
 } as const;
 
 export interface DnsFlags {
-  servers?: string[];
-  zones?: string[];
+  servers?: string[] | undefined;
+  zones?: string[] | undefined;
 }
 
-export async function createCliLookup(flags: DnsFlags): Promise<TxtLookup> {
-  const servers = flags.servers ?? [...DEFAULTS.config.dns.servers];
-  for (const s of servers) {
+export interface ConfigAndDnsArgs {
+  help: boolean;
+  config: string | undefined;
+  dns: DnsFlags;
+}
+
+/** The arguments of commands that check the configured keys (keycheck, doctor): --config, --dns-server, --dns-zone, no FILE. */
+export function parseConfigAndDnsArgs(command: string, argv: string[]): ConfigAndDnsArgs {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: { ...DNS_OPTIONS, ...CONFIG_OPTION, help: { type: 'boolean', default: false } },
+  });
+  if (!values.help && positionals.length > 0) throw new UsageError(`${command} takes no FILE (got ${positionals[0]})`);
+  return { help: values.help, config: values.config, dns: { servers: values['dns-server'], zones: values['dns-zone'] } };
+}
+
+/**
+ * The lookup a command uses: the configuration's dns section (the same one the daemon uses), where
+ * --dns-server replaces dns.servers and --dns-zone files answer after dns.zone_files.
+ */
+export async function createCliLookup(dns: DnsConfig, flags: DnsFlags): Promise<TxtLookup> {
+  const servers = flags.servers ?? dns.servers;
+  for (const s of flags.servers ?? []) {
     const parsed = parseServerAddress(s);
     if (parsed.kind === 'error') throw new UsageError(`--dns-server ${s}: ${parsed.reason}`);
   }
-  let zoneRecords;
-  try {
-    zoneRecords = await loadZoneFiles(flags.zones ?? [...DEFAULTS.config.dns.zoneFiles]);
-  } catch (err) {
-    throw new CliError(`--dns-zone ${(err as Error).message}`, 2);
-  }
-  const d = DEFAULTS.config.dns;
+  const zoneRecords = [...(await loadZones(dns.zoneFiles, 'dns.zone_files:')), ...(await loadZones(flags.zones ?? [], '--dns-zone'))];
   const resolver = createDnsResolver({
     servers,
     zoneRecords,
-    timeoutMs: d.timeout,
-    cacheSize: d.cacheSize,
-    cacheTtlSec: d.cacheTtl,
-    negativeTtlSec: d.negativeTtl,
+    timeoutMs: dns.timeout,
+    cacheSize: dns.cacheSize,
+    cacheTtlSec: dns.cacheTtl,
+    negativeTtlSec: dns.negativeTtl,
   });
   return resolver.lookupTxt;
+}
+
+async function loadZones(paths: string[], origin: string) {
+  try {
+    return await loadZoneFiles(paths);
+  } catch (err) {
+    throw new CliError(`${origin} ${(err as Error).message}`, 2);
+  }
 }

@@ -1,15 +1,13 @@
 // `dkimgate keycheck`: for every configured domain/selector, does the published key match the private key?
 // Touches: the config file, private key files (read once each), DNS or zone files; writes one line per pair.
 
-import { createPublicKey, type KeyObject } from 'node:crypto';
-import { parseArgs } from 'node:util';
-import type { Config, SigningSelector } from '../config/config.js';
-import { parseKeyRecord } from '../dkim/key-record.js';
+import type { SigningSelector } from '../config/config.js';
 import type { TxtLookup } from '../dkim/txt-lookup.js';
 import { loadPrivateKey } from '../keys/load-private-key.js';
-import { UsageError, type CommandRunner } from './cli-error.js';
-import { loadCliConfig, CONFIG_OPTION } from './config-option.js';
-import { createCliLookup, DNS_OPTIONS } from './dns-options.js';
+import { matchPublishedKey, publishedKeyName } from '../keys/match-published-key.js';
+import type { CommandRunner } from './cli-error.js';
+import { loadCliConfig } from './config-option.js';
+import { createCliLookup, parseConfigAndDnsArgs } from './dns-options.js';
 import { resolveSigningSelectors } from '../config/resolve-signing-selectors.js';
 
 export const KEYCHECK_USAGE = `usage: dkimgate keycheck [--config FILE] [--dns-server HOST[:PORT]]... [--dns-zone FILE]...
@@ -20,17 +18,11 @@ published key matches the private key. One line per pair; exit status 1 on any m
 are about to publish to test it before publishing. --dns-server replaces the config's dns.servers.
 `;
 
-/** The public half as comparable bytes: SPKI DER for RSA and Ed25519 alike. */
-function publicDer(key: KeyObject): Buffer {
-  // The public half of a private key is derived; a public key is used as is.
-  const pub = key.type === 'public' ? key : createPublicKey(key);
-  return pub.export({ type: 'spki', format: 'der' }) as Buffer;
-}
-
 export type KeycheckLine = { ok: boolean; text: string };
 
+/** One line for one selector: ok when DNS publishes its private key in a record that applies to its digest. */
 export async function checkSelector(sel: SigningSelector, lookupTxt: TxtLookup): Promise<KeycheckLine> {
-  const label = `${sel.selector}._domainkey.${sel.signingDomain}`;
+  const label = publishedKeyName(sel);
   let privateKey;
   try {
     privateKey = await loadPrivateKey(sel.keyPath);
@@ -39,51 +31,30 @@ export async function checkSelector(sel: SigningSelector, lookupTxt: TxtLookup):
   }
   const outcome = await lookupTxt(label);
   if (outcome.kind !== 'found' || outcome.records.length === 0) {
-    const why = outcome.kind === 'found' ? 'no TXT record' : outcome.kind === 'nodata' ? 'no TXT record' : outcome.kind;
+    const why = outcome.kind === 'found' || outcome.kind === 'nodata' ? 'no TXT record' : outcome.kind;
     return { ok: false, text: `FAIL ${label}: not published (${why}); publish the record printed by dkimgate keygen` };
   }
-  const mine = publicDer(privateKey.keyObject);
-  const problems: string[] = [];
-  for (const txt of outcome.records) {
-    const parsed = parseKeyRecord(txt);
-    if (parsed.kind === 'error') {
-      problems.push(parsed.detail);
-      continue;
-    }
-    if (publicDer(parsed.key.publicKey).equals(mine)) {
-      const expectKey = sel.algorithm === 'ed25519-sha256' ? 'ed25519' : 'rsa';
-      if (parsed.key.keyType !== expectKey) return { ok: false, text: `FAIL ${label}: published key is ${parsed.key.keyType}, digest is ${sel.algorithm}` };
-      const notes = [`${parsed.key.keyType} ${parsed.key.keyBits} bits`];
-      if (parsed.key.testing) notes.push('t=y testing');
-      return { ok: true, text: `ok   ${label}: published key matches ${sel.keyPath} (${notes.join(', ')})` };
-    }
-    problems.push('published key differs from the private key');
-  }
-  return { ok: false, text: `FAIL ${label}: ${problems.join('; ')} (private key ${sel.keyPath})` };
+  const match = matchPublishedKey(outcome.records, privateKey.keyObject, sel.algorithm);
+  if (match.kind === 'no_match') return { ok: false, text: `FAIL ${label}: ${match.problems.join('; ')} (private key ${sel.keyPath})` };
+  if (match.problems.length > 0) return { ok: false, text: `FAIL ${label}: ${match.problems.join('; ')}` };
+  const notes = [`${match.record.keyType} ${match.record.keyBits} bits`];
+  if (match.record.testing) notes.push('t=y testing');
+  return { ok: true, text: `ok   ${label}: published key matches ${sel.keyPath} (${notes.join(', ')})` };
 }
 
 export const runKeycheck: CommandRunner = async (argv, io) => {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    strict: true,
-    options: { ...DNS_OPTIONS, ...CONFIG_OPTION, help: { type: 'boolean', default: false } },
-  });
-  if (values.help) {
+  const args = parseConfigAndDnsArgs('keycheck', argv);
+  if (args.help) {
     io.stdout.write(KEYCHECK_USAGE);
     return 0;
   }
-  if (positionals.length > 0) throw new UsageError(`keycheck takes no FILE (got ${positionals[0]})`);
-  const config: Config = await loadCliConfig(values.config);
+  const { config } = await loadCliConfig(args.config);
   const selectors = resolveSigningSelectors(config);
   if (selectors.length === 0) {
     io.stderr.write('keycheck: no domain has a selector in the sign section; nothing to check\n');
     return 1;
   }
-  const lookupTxt = await createCliLookup({
-    servers: values['dns-server'] ?? config.dns.servers,
-    zones: [...config.dns.zoneFiles, ...(values['dns-zone'] ?? [])],
-  });
+  const lookupTxt = await createCliLookup(config.dns, args.dns);
   const lines = await Promise.all(selectors.map((sel) => checkSelector(sel, lookupTxt)));
   for (const line of lines) io.stdout.write(`${line.text}\n`);
   return lines.every((l) => l.ok) ? 0 : 1;

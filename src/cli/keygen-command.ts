@@ -2,7 +2,7 @@
 // Touches: the keys directory (creates; replaces a key only with --force), stdout/stderr.
 
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, open, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { checkSelector, parseDomainName } from '../config/dkim-syntax.js';
@@ -14,6 +14,7 @@ import {
   generateKey,
   type GeneratedKeyType,
 } from '../keys/generate-key.js';
+import { writeNewKeyFile } from '../keys/write-key-file.js';
 import { CliError, EXIT_OK, EXIT_RUNTIME, UsageError, type CommandRunner } from './cli-error.js';
 
 export const KEYGEN_USAGE = `Usage: dkimgate keygen --domain D --selector S [--type rsa|ed25519] [--bits N] [--keys-dir DIR] [--force]
@@ -53,7 +54,7 @@ export const runKeygen: CommandRunner = async (argv, io) => {
     // Write beside, then rename over: the old key stays whole until the new one is complete.
     const temporary = join(dir, `.${options.selector}.pem.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
     try {
-      await writeNewFile(temporary, key.privateKeyPem);
+      await writeNewKeyFile(temporary, key.privateKeyPem);
       await rename(temporary, path);
     } catch (error) {
       await rm(temporary, { force: true });
@@ -61,7 +62,7 @@ export const runKeygen: CommandRunner = async (argv, io) => {
     }
   } else {
     try {
-      await writeNewFile(path, key.privateKeyPem);
+      await writeNewKeyFile(path, key.privateKeyPem);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw refuseOverwrite(path);
       throw new CliError(`cannot write ${path}: ${errnoText(error)}`, EXIT_RUNTIME);
@@ -142,17 +143,6 @@ function refuseOverwrite(path: string): CliError {
     `${path} already exists; refusing to overwrite a key that may be published in DNS: choose a new selector, or pass --force to replace it`,
     EXIT_RUNTIME,
   );
-}
-
-async function writeNewFile(path: string, content: string): Promise<void> {
-  const handle = await open(path, 'wx', 0o600);
-  try {
-    await handle.chmod(0o600); // exact mode whatever the umask
-    await handle.writeFile(content);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -1,32 +1,37 @@
 // `dkimgate verify`: verifies one message and prints it with our Authentication-Results, or JSON.
-// Touches: the message file or stdin, DNS (or zone files); writes stdout.
+// Touches: the configuration (for dns, verify and authserv_id), the message file or stdin, DNS (or zone files); writes stdout.
 
-import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { formatAuthResults } from '../auth-results/format-auth-results.js';
-import { DEFAULTS } from '../config/defaults.js';
 import { PHRASE_BY_REASON } from '../dkim/results.js';
 import { verifyMessage } from '../dkim/verify.js';
 import { detectLineEnding, toCrlf } from '../mail/line-endings.js';
 import { UsageError, type CommandRunner } from './cli-error.js';
+import { CONFIG_OPTION, loadCliConfig } from './config-option.js';
 import { createCliLookup, DNS_OPTIONS } from './dns-options.js';
 import { parseNow, readMessage } from './read-input.js';
 
-export const VERIFY_USAGE = `usage: dkimgate verify [--authserv-id ID] [--json] [--dns-server HOST[:PORT]]... [--dns-zone FILE]...
+export const VERIFY_USAGE = `usage: dkimgate verify [--config FILE] [--authserv-id ID] [--json] [--dns-server HOST[:PORT]]... [--dns-zone FILE]...
                        [--now UNIX] [--allow-sha1] [--min-key-bits N] [--max-signatures N] [FILE]
 
 Verifies every DKIM-Signature of the message in FILE (or stdin) and prints the message with an
 Authentication-Results field prepended, or with --json one JSON object. The exit status is 0
 whenever a verdict was produced, whatever the result.
 
-  --authserv-id ID     our authserv-id in the field (default: the host name)
+It judges as the daemon would: it reads the same configuration (FILE, else config/dkimgate.yaml
+when present, else the built-in one) for authserv_id, the verify section and the dns section
+(resolvers and zone files, so the demo key of \`npm start\` resolves from the project root).
+The options below override it; --config /dev/null ignores any file.
+
+  --config FILE        the configuration to read
+  --authserv-id ID     our authserv-id in the field (default: authserv_id, the host name)
   --json               print {"authservId", "authenticationResults", "signatures": [...]}
-  --dns-server H[:P]   resolver to ask instead of the system's (repeatable)
+  --dns-server H[:P]   resolver to ask instead of dns.servers or the system's (repeatable)
   --dns-zone FILE      static TXT records in master-file form, asked first (repeatable)
   --now UNIX           verification time, for x= and t= checks
   --allow-sha1         accept rsa-sha1 signatures (RFC 8301 forbids them by default)
-  --min-key-bits N     RSA keys under N bits yield policy (default 1024)
-  --max-signatures N   signatures evaluated, from the top (default 5)
+  --min-key-bits N     RSA keys under N bits yield policy (default verify.min_key_bits, 1024)
+  --max-signatures N   signatures evaluated, from the top (default verify.max_signatures, 5)
 `;
 
 function positiveInt(flag: string, value: string | undefined, fallback: number): number {
@@ -42,6 +47,7 @@ export const runVerify: CommandRunner = async (argv, io) => {
     strict: true,
     options: {
       ...DNS_OPTIONS,
+      ...CONFIG_OPTION,
       'authserv-id': { type: 'string' },
       json: { type: 'boolean', default: false },
       now: { type: 'string' },
@@ -56,11 +62,12 @@ export const runVerify: CommandRunner = async (argv, io) => {
     return 0;
   }
   if (positionals.length > 1) throw new UsageError('verify takes at most one FILE');
-  const authservId = values['authserv-id'] ?? hostname();
+  const { config } = await loadCliConfig(values.config);
+  const authservId = values['authserv-id'] ?? config.authservId;
   if (!/^[\x21-\x7e]+$/.test(authservId)) throw new UsageError(`--authserv-id ${authservId}: must be printable ASCII without spaces`);
   const nowSec = parseNow(values.now);
-  const v = DEFAULTS.config.verify;
-  const lookupTxt = await createCliLookup({ servers: values['dns-server'], zones: values['dns-zone'] });
+  const v = config.verify;
+  const lookupTxt = await createCliLookup(config.dns, { servers: values['dns-server'], zones: values['dns-zone'] });
   const raw = await readMessage(positionals[0], io.stdin);
   const report = await verifyMessage(toCrlf(raw), {
     lookupTxt,

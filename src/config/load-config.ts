@@ -19,6 +19,11 @@ export function formatConfigProblem(problem: ConfigProblem): string {
   return problem.keyPath === '' ? `${place}: ${problem.message}` : `${place}: ${problem.keyPath}: ${problem.message}`;
 }
 
+/** A warning in the same form, its message starting with "warning: ". */
+export function formatConfigWarning(problem: ConfigProblem): string {
+  return formatConfigProblem({ ...problem, message: `warning: ${problem.message}` });
+}
+
 /** Reads and validates the config file at `path`; throws ConfigError listing every problem. */
 export async function loadConfig(path: string): Promise<Config> {
   let text: string;

@@ -69,6 +69,9 @@ export function parseKeyRecord(txt: string): KeyRecordParse {
   let publicKey: KeyObject;
   let keyBits: number;
   if (k === 'ed25519') {
+    if (der.length === ED25519_SPKI_PREFIX.length + 32 && der.subarray(0, ED25519_SPKI_PREFIX.length).equals(ED25519_SPKI_PREFIX)) {
+      return fail('key_syntax', 'ed25519 p= holds a SubjectPublicKeyInfo (44 bytes); RFC 8463 §4.2 publishes the raw 32-byte key');
+    }
     if (der.length !== 32) return fail('key_syntax', `ed25519 key is ${der.length} bytes, expected 32`);
     try {
       publicKey = createPublicKey({ key: Buffer.concat([ED25519_SPKI_PREFIX, der]), format: 'der', type: 'spki' });
@@ -78,7 +81,10 @@ export function parseKeyRecord(txt: string): KeyRecordParse {
     keyBits = 256;
   } else {
     const key = parseRsaPublicKey(der);
-    if (!key) return fail('key_syntax', 'p= is not an RSA public key');
+    if (!key) {
+      const ed25519 = der.length === 32 || der.subarray(0, ED25519_SPKI_PREFIX.length).equals(ED25519_SPKI_PREFIX);
+      return fail('key_syntax', ed25519 ? 'p= looks like an Ed25519 key but k= is rsa (k= missing means rsa): add k=ed25519' : 'p= is not an RSA public key');
+    }
     publicKey = key;
     keyBits = key.asymmetricKeyDetails?.modulusLength ?? 0;
     if (keyBits > MAX_RSA_KEY_BITS) return fail('key_syntax', `RSA key of ${keyBits} bits exceeds ${MAX_RSA_KEY_BITS}`);

@@ -21,6 +21,7 @@ export type KeyLoadErrorCode =
   | 'unreadable'
   | 'not_a_file'
   | 'insecure_permissions'
+  | 'insecure_owner'
   | 'too_large'
   | 'not_pem'
   | 'encrypted'
@@ -43,13 +44,18 @@ export class KeyLoadError extends Error {
 
 /** RSA keys below this are refused (RFC 8301 §3.2: verifiers must not accept them). */
 export const MIN_RSA_KEY_BITS = 1024;
+/** nobody/nogroup on Debian, and the kernel's overflow uid for owners a user namespace does not map. */
+const OVERFLOW_UID = 65534;
 /** A PEM private key is a few kilobytes; anything bigger is not one. */
 const MAX_KEY_FILE_BYTES = 64 * 1024;
 
 /**
  * Reads, checks and parses the PEM private key at `path` (PKCS#8 or PKCS#1/SEC1 "traditional" PEM).
- * Refuses files writable by group or others unless the file system is read-only (container
- * secrets); warns when others can read it. Files owned by another user are fine if we can read them.
+ * What is a risk: whoever can replace the key controls what we sign with, and whoever can read it can
+ * sign as us anywhere. So a key writable by its group or others is refused, and so is a key owned by
+ * another non-root user (the owner can chmod and replace it at will). A key others can read is
+ * loaded with a warning: that is how container secrets arrive (root-owned, 0444 or 0644, on a
+ * read-only mount), where it is harmless when nobody else shares the container.
  */
 export async function loadPrivateKey(path: string): Promise<LoadedKey> {
   const warnings: string[] = [];
@@ -77,15 +83,29 @@ export async function loadPrivateKey(path: string): Promise<LoadedKey> {
     if (!stat.isFile()) throw new KeyLoadError('not_a_file', path, `private key ${path} is not a regular file`);
     const mode = stat.mode & 0o777;
     const modeText = mode.toString(8).padStart(4, '0');
-    if ((mode & 0o022) !== 0 && !(await isReadOnlyFileSystem(path))) {
+    if ((mode & 0o022) !== 0) {
       throw new KeyLoadError(
         'insecure_permissions',
         path,
         `private key ${path} is writable by ${(mode & 0o002) !== 0 ? 'others' : 'its group'} (mode ${modeText}); anyone who can replace it can sign as you: run chmod 600 ${path}`,
       );
     }
+    const self = process.getuid?.();
+    if (self !== undefined && stat.uid !== 0 && stat.uid !== self) {
+      const owner = self === 0 ? 'root' : String(self);
+      const overflow = stat.uid === OVERFLOW_UID ? ' (65534 is also how a user namespace shows an owner it does not map: chown it on the host)' : '';
+      throw new KeyLoadError(
+        'insecure_owner',
+        path,
+        `private key ${path} is owned by uid ${stat.uid}, neither root nor the user dkimgate runs as (uid ${self}): that user can read it and replace it; run chown ${owner} ${path}${overflow}`,
+      );
+    }
     if ((mode & 0o004) !== 0) {
-      warnings.push(`private key ${path} is readable by others (mode ${modeText}); run chmod 600 ${path} (or 640 with a dedicated group)`);
+      warnings.push(
+        (await isReadOnlyFileSystem(path))
+          ? `private key ${path} is readable by every user (mode ${modeText}) on a read-only mount, as container secrets are: harmless when no other user runs where it is mounted; otherwise give the secret mode 0400 (or 0440 with a group of dkimgate's)`
+          : `private key ${path} is readable by others (mode ${modeText}); run chmod 600 ${path} (or 640 with a dedicated group)`,
+      );
     }
     if (stat.size > MAX_KEY_FILE_BYTES) {
       throw new KeyLoadError('too_large', path, `${path} is ${stat.size} bytes, too big to be a PEM private key; check the sign.key path`);
@@ -95,13 +115,20 @@ export async function loadPrivateKey(path: string): Promise<LoadedKey> {
     await handle.close();
   }
   const { keyObject, keyType, keyBits } = parsePrivateKeyPem(pem, path);
+  const sizeWarning = keySizeWarning(path, keyType, keyBits);
+  if (sizeWarning !== null) warnings.push(sizeWarning);
+  return { keyObject, keyType, keyBits, warnings };
+}
+
+/** Advice on a usable key's size (RFC 8301: 2048 bits recommended, verifiers need only handle 4096), or null. */
+export function keySizeWarning(path: string, keyType: PrivateKeyType, keyBits: number): string | null {
   if (keyType === 'rsa' && keyBits < 2048) {
-    warnings.push(`private key ${path} is RSA ${keyBits} bits; RFC 8301 recommends at least 2048: generate a new key with "dkimgate keygen" and a new selector`);
+    return `private key ${path} is RSA ${keyBits} bits; RFC 8301 recommends at least 2048: generate a new key with "dkimgate keygen" and a new selector`;
   }
   if (keyType === 'rsa' && keyBits > 4096) {
-    warnings.push(`private key ${path} is RSA ${keyBits} bits; verifiers need only support up to 4096 (RFC 8301), some will fail larger keys`);
+    return `private key ${path} is RSA ${keyBits} bits; verifiers need only support up to 4096 (RFC 8301), some will fail larger keys`;
   }
-  return { keyObject, keyType, keyBits, warnings };
+  return null;
 }
 
 /** Parses PEM text into a DKIM-usable private key or throws KeyLoadError naming `path`. No I/O. */

@@ -69,6 +69,8 @@ const RELAY_ERROR_BY_OUTCOME: Partial<Record<RelayOutcomeKind, NextHopErrorKind>
   lost: 'lost',
 };
 const LABEL_VALUE = /^[A-Za-z0-9._:+-]{1,64}$/;
+/** The log line's outcomes are phrases ("deferred: signing", "refused by next hop"): spaces allowed. */
+const OUTCOME_VALUE = /^[A-Za-z0-9._:+-](?:[A-Za-z0-9._:+ -]{0,62}[A-Za-z0-9._:+-])?$/;
 const ENHANCED_STATUS = /^[245]\.\d{1,3}\.\d{1,3}$/;
 const MAX_OUTCOMES = 32;
 const MAX_SELECTORS = 64;
@@ -94,7 +96,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
 
   let signingDomains = new Set<string>([...(opts.signingDomains ?? [])].map(normalizeDomain));
-  const outcomeLabel = createLabelGuard(MAX_OUTCOMES);
+  const outcomeLabel = createLabelGuard(MAX_OUTCOMES, OUTCOME_VALUE);
   const selectorLabel = createLabelGuard(MAX_SELECTORS);
   const statusLabel = createLabelGuard(MAX_STATUSES, ENHANCED_STATUS);
 

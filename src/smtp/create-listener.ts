@@ -14,6 +14,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { finishMessage, prepareMessage, type MessageContext, type PreparedMessage } from '../pipeline/process-message.js';
 import { receiveMessage } from '../pipeline/receive-message.js';
 import { describeClient, matchCidrs, type ClientIdentity } from '../policy/client-identity.js';
+import { offersAuth } from '../policy/signing-reach.js';
 import type { NextHopConnection } from '../relay/next-hop-connection.js';
 import type { NextHopPool } from '../relay/next-hop-pool.js';
 import { growDeclaredSize } from '../relay/envelope-params.js';
@@ -348,7 +349,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     hideDSN: false,
     // AUTH only where it can be used: with users, and after STARTTLS unless allow_insecure_auth
     // (a listener without TLS would otherwise take passwords in clear text).
-    disabledCommands: initial.users && (listener.tls || listener.allowInsecureAuth) ? [] : ['AUTH'],
+    disabledCommands: offersAuth(listener, initial.users !== null) ? [] : ['AUTH'],
     authOptional: true,
     allowInsecureAuth: listener.allowInsecureAuth,
     disableReverseLookup: true,

@@ -28,8 +28,9 @@ export class RawClient {
     socket.on('close', this.onClose);
     socket.on('error', () => {});
   }
-  static async open(port: number, host = '127.0.0.1'): Promise<RawClient> {
-    const socket = connect({ host, port, noDelay: true });
+  /** Connects to 127.0.0.1:port, from `localAddress` (another loopback address, e.g. 127.0.0.9) when given. */
+  static async open(port: number, localAddress?: string): Promise<RawClient> {
+    const socket = connect({ host: '127.0.0.1', port, noDelay: true, ...(localAddress ? { localAddress } : {}) });
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
       socket.once('error', reject);

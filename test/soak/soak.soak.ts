@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Harness, SIGN_DOMAIN } from '../helpers/daemon-harness.js';
 import { ledgerNextHop, runLedger, RANDOM_FAULTS } from '../helpers/ledger.js';
 import { startNextHopServer } from '../helpers/next-hop-server.js';
-import { startServeProcess, type ServeProcess } from '../helpers/serve-process.js';
+import { startServeProcess, type StartedServe } from '../helpers/serve-process.js';
 
 const MESSAGES = Number(process.env.SOAK_MESSAGES ?? 20_000);
 const SESSIONS = Number(process.env.SOAK_SESSIONS ?? 20);
@@ -20,7 +20,7 @@ const NEXT_HOP_TIMEOUT_MS = 1000;
 const FAULTS = RANDOM_FAULTS;
 
 const harness = new Harness();
-let served: ServeProcess | null = null;
+let served: StartedServe | null = null;
 let dir = '';
 
 afterAll(async () => {

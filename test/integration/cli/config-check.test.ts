@@ -192,4 +192,17 @@ describe('dkimgate config check', () => {
     const run = spawnSync(process.execPath, [CLI, 'config', 'check', '--config', 'dkimgate.yaml'], { cwd: home, encoding: 'utf8', timeout: 20_000 });
     expect([run.status, run.stdout, run.stderr]).toEqual([0, 'ok: dkimgate.yaml\n', '']);
   });
+
+  it.runIf(existsSync(CLI))('applies DKIMGATE_* overrides and says which, and names the variable that is wrong (built CLI)', async () => {
+    const home = join(dir, 'environment-cwd');
+    await mkdir(home);
+    await keygen(join(home, 'secrets'), 'example.com', 's2026');
+    await writeFile(join(home, 'dkimgate.yaml'), 'sign:\n  domains:\n    example.com: { selector: s2026 }\n');
+    const env = { ...process.env, DKIMGATE_CONFIG: 'dkimgate.yaml', DKIMGATE_SIGN_KEY: 'secrets/%{d}/%{s}.pem', DKIMGATE_NEXT_HOP: 'postfix:10026' };
+    const good = spawnSync(process.execPath, [CLI, 'config', 'check'], { cwd: home, env, encoding: 'utf8', timeout: 20_000 });
+    expect([good.status, good.stdout, good.stderr]).toEqual([0, 'ok: dkimgate.yaml with DKIMGATE_NEXT_HOP, DKIMGATE_SIGN_KEY from the environment\n', '']);
+    const bad = spawnSync(process.execPath, [CLI, 'config', 'check'], { cwd: home, env: { ...env, DKIMGATE_NEXT_HOP: 'postfix' }, encoding: 'utf8', timeout: 20_000 });
+    expect([bad.status, bad.stdout]).toEqual([2, '']);
+    expect(bad.stderr).toBe('environment: DKIMGATE_NEXT_HOP: "postfix": write HOST:PORT, e.g. 192.0.2.25:10026, postfix:10026 or [2001:db8::25]:10026\n');
+  });
 });

@@ -9,7 +9,7 @@ import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { BASIC_MESSAGE, rsaKey } from '../../helpers/dkim-test-kit.js';
 import { waitFor } from '../../helpers/daemon-harness.js';
 import { startNextHopServer } from '../../helpers/next-hop-server.js';
-import { startServeProcess, type ServeProcess } from '../../helpers/serve-process.js';
+import { startServeProcess, stopAllServeProcesses, type StartedServe } from '../../helpers/serve-process.js';
 
 
 import { RawClient, type Reply } from '../../helpers/raw-smtp-client.js';
@@ -35,13 +35,10 @@ async function sendMail(port: number, data: Buffer): Promise<Reply> {
   }
 }
 
-const children: ServeProcess[] = [];
 const closers: Array<() => Promise<void>> = [];
 
-async function serve(configPath: string): Promise<ServeProcess> {
-  const served = await startServeProcess(configPath);
-  children.push(served);
-  return served;
+function serve(configPath: string): Promise<StartedServe> {
+  return startServeProcess(configPath);
 }
 
 let dir = '';
@@ -77,7 +74,7 @@ beforeAll(async () => {
 });
 
 afterEach(async () => {
-  for (const served of children.splice(0)) await served.kill();
+  await stopAllServeProcesses();
   for (const c of closers.splice(0)) await c();
 });
 

@@ -117,6 +117,15 @@ describe('key record reasons', () => {
     expect(parseKeyRecord(record(template))).toMatchObject({ kind: 'error', reason });
   });
 
+  it.each([
+    ['an Ed25519 record whose p= is the whole SubjectPublicKeyInfo', 'v=DKIM1; k=ed25519; p={EDSPKI}', /SubjectPublicKeyInfo \(44 bytes\).*raw 32-byte key/],
+    ['an Ed25519 key published without k=ed25519', 'v=DKIM1; p={ED}', /Ed25519 key but k= is rsa.*add k=ed25519/],
+    ['an Ed25519 SubjectPublicKeyInfo published with k=rsa', 'v=DKIM1; k=rsa; p={EDSPKI}', /add k=ed25519/],
+    ['an RSA record whose p= is no key at all', 'v=DKIM1; p=AAAAAAAA', /^p= is not an RSA public key$/],
+  ])('names the publishing mistake in %s', (_name, template, detail) => {
+    expect(parseKeyRecord(record(template))).toMatchObject({ kind: 'error', reason: 'key_syntax', detail: expect.stringMatching(detail) });
+  });
+
   it(`reads a record of exactly ${MAX_KEY_RECORD_BYTES} bytes and refuses one byte more`, () => {
     const base = `v=DKIM1; p=${rsa.p}; n=`;
     const exact = base + 'x'.repeat(MAX_KEY_RECORD_BYTES - base.length);

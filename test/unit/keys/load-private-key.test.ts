@@ -83,10 +83,26 @@ describe('loadPrivateKey', () => {
     expect((await loadPrivateKey(await keyFile(ED25519_PKCS8, mode))).warnings).toEqual([]);
   });
 
-  it.runIf(process.getuid?.() === 0)('accepts a key owned by another user as long as it can be read', async () => {
+  it.runIf(process.getuid?.() === 0)('refuses a key owned by another user who is not root: that user can replace it', async () => {
+    const path = await keyFile(ED25519_PKCS8, 0o440);
+    await chown(path, 1234, 0);
+    const error = await failureOf(path);
+    expect(error.code).toBe('insecure_owner');
+    expect(error.message).toBe(
+      `private key ${path} is owned by uid 1234, neither root nor the user dkimgate runs as (uid 0): that user can read it and replace it; run chown root ${path}`,
+    );
+  });
+
+  it.runIf(process.getuid?.() === 0)('says that uid 65534 may be an owner a user namespace does not map', async () => {
     const path = await keyFile(ED25519_PKCS8, 0o440);
     await chown(path, 65534, 65534);
-    expect((await loadPrivateKey(path)).keyType).toBe('ed25519');
+    expect((await failureOf(path)).message).toContain('(65534 is also how a user namespace shows an owner it does not map: chown it on the host)');
+  });
+
+  it.runIf(process.getuid?.() === 0)("accepts a root-owned key with the group of dkimgate's user (0640 root:dkimgate)", async () => {
+    const path = await keyFile(ED25519_PKCS8, 0o640);
+    await chown(path, 0, 65534);
+    expect((await loadPrivateKey(path)).warnings).toEqual([]);
   });
 
   it.skipIf(process.getuid?.() === 0)('says who cannot read an unreadable key', async () => {

@@ -66,6 +66,15 @@ describe('createMetrics', () => {
     expect(sample(text, 'dkimgate_messages_total', { outcome: 'relayed', domain: 'example.net' })).toBe(1);
   });
 
+  it.each(['deferred: signing', 'refused by next hop', 'rejected: no_passing', 'next hop unreachable'])(
+    'keeps the outcome "%s" of the log line as its own label value',
+    async (outcome) => {
+      const metrics = createMetrics({ defaultMetrics: false });
+      metrics.recordMessage(record({ outcome }));
+      expect(sample(await body(metrics), 'dkimgate_messages_total', { outcome, domain: OTHER })).toBe(1);
+    },
+  );
+
   it('bounds the outcome label: past 32 distinct values the rest count as other', async () => {
     const metrics = createMetrics({ defaultMetrics: false });
     for (let i = 0; i < 40; i++) metrics.recordMessage(record({ outcome: `outcome_${i}` }));

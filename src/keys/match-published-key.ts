@@ -1,0 +1,73 @@
+// Does DNS publish our key? Compares a selector's TXT records with its private key, and checks an Ed25519
+// selector's records against RFC 8463. The one home of these judgements, for keycheck and doctor. Pure.
+// Input: TXT record texts from DNS (untrusted) and a private key loaded by loadPrivateKey.
+
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { SignDigest, SigningSelector } from '../config/config.js';
+import { parseKeyRecord, type PublicKeyRecord } from '../dkim/key-record.js';
+
+export type PublishedKeyMatch =
+  /** A record holds our public key; `problems` say why receivers would still not use it for our signatures. */
+  | { kind: 'match'; record: PublicKeyRecord; problems: string[] }
+  /** No record holds our public key: one reason per record. */
+  | { kind: 'no_match'; problems: string[] };
+
+/** The DNS name of a selector's key record: S._domainkey.D. */
+export function publishedKeyName(sel: Pick<SigningSelector, 'selector' | 'signingDomain'>): string {
+  return `${sel.selector}._domainkey.${sel.signingDomain}`;
+}
+
+/** Finds the record that publishes `privateKey`'s public half and checks that it applies to `algorithm`. */
+export function matchPublishedKey(records: readonly string[], privateKey: KeyObject, algorithm: SignDigest): PublishedKeyMatch {
+  const mine = publicDer(privateKey);
+  const problems: string[] = [];
+  for (const txt of records) {
+    const parsed = parseKeyRecord(txt);
+    if (parsed.kind === 'error') {
+      problems.push(parsed.detail);
+      continue;
+    }
+    if (!publicDer(parsed.key.publicKey).equals(mine)) {
+      problems.push('published key differs from the private key');
+      continue;
+    }
+    return { kind: 'match', record: parsed.key, problems: applicabilityProblems(parsed.key, algorithm) };
+  }
+  if (records.length === 0) problems.push('no TXT record');
+  return { kind: 'no_match', problems };
+}
+
+/**
+ * RFC 8463 for an ed25519-sha256 selector: some record is k=ed25519 with a raw 32-byte p=. Null when one
+ * is; else the reason, taken from the first record that claims k=ed25519 (the usual mistakes: p= holding
+ * the whole SubjectPublicKeyInfo, or k= left out).
+ */
+export function checkEd25519Records(records: readonly string[]): string | null {
+  let firstProblem: string | null = null;
+  for (const txt of records) {
+    const parsed = parseKeyRecord(txt);
+    if (parsed.kind === 'ok' && parsed.key.keyType === 'ed25519') return null;
+    const claimsEd25519 = /(?:^|;)\s*k\s*=\s*ed25519\s*(?:;|$)/i.test(txt);
+    const problem = parsed.kind === 'error' ? parsed.detail : 'the record is k=rsa';
+    if (claimsEd25519) return problem;
+    firstProblem ??= problem;
+  }
+  return firstProblem === null ? 'no TXT record' : `no record has k=ed25519 (${firstProblem})`;
+}
+
+/** Why receivers would not use this record for `algorithm` signatures (RFC 6376 §3.6.1); [] when they would. */
+function applicabilityProblems(key: PublicKeyRecord, algorithm: SignDigest): string[] {
+  const problems: string[] = [];
+  const keyType = algorithm === 'ed25519-sha256' ? 'ed25519' : 'rsa';
+  if (key.keyType !== keyType) problems.push(`published key is ${key.keyType}, digest is ${algorithm}`);
+  const hash = algorithm === 'rsa-sha1' ? 'sha1' : 'sha256';
+  if (key.hashes !== null && !key.hashes.includes(hash)) problems.push(`record h=${key.hashes.join(':')} excludes ${hash}`);
+  if (key.services !== null && !key.services.includes('*') && !key.services.includes('email')) problems.push('record s= excludes email');
+  return problems;
+}
+
+/** The public half as comparable bytes: SPKI DER for RSA and Ed25519 alike. */
+function publicDer(key: KeyObject): Buffer {
+  const pub = key.type === 'public' ? key : createPublicKey(key);
+  return pub.export({ type: 'spki', format: 'der' }) as Buffer;
+}
