@@ -10,7 +10,7 @@ describe('the built-in configuration (no config file)', () => {
   it('listens on 127.0.0.1:10027 and relays to 127.0.0.1:10026, as interface.md §1 says', () => {
     const config = builtInConfig({ demoZonePresent: true });
     expect(config.listen.map((l) => `${l.host}:${l.port}`)).toEqual(['127.0.0.1:10027']);
-    expect(config.nextHop).toEqual({ host: '127.0.0.1', port: 10026, tls: 'none', auth: null });
+    expect(config.nextHop).toEqual({ host: '127.0.0.1', port: 10026, tls: 'none', auth: null, caFile: null });
   });
 
   it('is the defaults plus the demo domain, signed from var/demo/ and resolved through the demo zone file', () => {
