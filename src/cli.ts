@@ -79,6 +79,14 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
+// A reader that goes away early (`dkimgate verify msg | head`) is normal in a pipeline: stop without a
+// message (the output is incomplete, so the status is still 1). Any other output failure is one line.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(EXIT_RUNTIME);
+  process.stderr.write(`dkimgate: cannot write the output: ${err.code ?? err.message}\n`);
+  process.exit(EXIT_RUNTIME);
+});
+
 const io: CliIo = { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin };
 main(process.argv.slice(2), io).then(
   (status) => {

@@ -1,8 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, openSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../../helpers/run-cli.js';
+import { CLI, runCli } from '../../helpers/run-cli.js';
 
 const NOW = '1700000000';
 let dir: string;
@@ -136,5 +137,32 @@ describe('dkimgate command-line errors', () => {
     const r = await runCli([...cmd, '--help']);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/usage: dkimgate/i);
+  });
+});
+
+describe('dkimgate output into a pipe or a full disk', () => {
+  // A 3 MB message, so that the output outlasts the pipe's buffer.
+  const bigMessage = Buffer.concat([Buffer.from('From: a@example.com\r\nSubject: big\r\n\r\n'), Buffer.alloc(3 << 20, 'line of text\r\n')]);
+
+  /** Runs verify on the big message with stdout going to `stdout`; `onStart` sees the child first. */
+  function verifyInto(stdout: 'pipe' | number, onStart: (child: ChildProcess) => void = () => {}): Promise<{ status: number | null; stderr: string }> {
+    const child = spawn(process.execPath, [CLI, 'verify', '--dns-server', '127.0.0.1:1'], { stdio: ['pipe', stdout, 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    onStart(child);
+    child.stdin!.end(bigMessage);
+    return new Promise((resolve) => child.on('close', (status) => resolve({ status, stderr })));
+  }
+
+  it('stops without a message when the reader goes away (`| head`)', async () => {
+    const r = await verifyInto('pipe', (child) => child.stdout!.once('data', () => child.stdout!.destroy()));
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(1);
+  });
+
+  it('says in one line that the output could not be written (/dev/full)', async () => {
+    const r = await verifyInto(openSync('/dev/full', 'w'));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^dkimgate: cannot write the output: ENOSPC\n$/);
   });
 });
