@@ -105,11 +105,21 @@ describe('loadPrivateKey', () => {
     expect((await loadPrivateKey(path)).warnings).toEqual([]);
   });
 
-  it.skipIf(process.getuid?.() === 0)('says who cannot read an unreadable key', async () => {
+  it('says who cannot read an unreadable key', async () => {
     const path = await keyFile(ED25519_PKCS8, 0o000);
-    const error = await failureOf(path);
-    expect(error.code).toBe('unreadable');
-    expect(error.message).toContain(`private key ${path} is not readable by uid`);
+    if (process.getuid?.() !== 0) {
+      const error = await failureOf(path);
+      expect(error.code).toBe('unreadable');
+      expect(error.message).toContain(`private key ${path} is not readable by uid`);
+      return;
+    }
+    // Root reads every file, so the loader runs as nobody (uid 65534), as a daemon's own user would.
+    await chmod(dir, 0o755);
+    const loader = new URL('../../../dist/keys/load-private-key.js', import.meta.url).href;
+    const script = `import(${JSON.stringify(loader)}).then((m) => m.loadPrivateKey(${JSON.stringify(path)})).then(() => console.log('loaded'), (e) => console.log(e.code + ': ' + e.message))`;
+    const run = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8' });
+    expect(run.stderr).toBe('');
+    expect(run.stdout.trim()).toBe(`unreadable: private key ${path} is not readable by uid 65534; make it readable by the user dkimgate runs as (e.g. chown it to that user and chmod 600)`);
   });
 
   it('warns about an RSA key under 2048 bits', async () => {
