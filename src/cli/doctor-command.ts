@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import { DEMO } from '../config/built-in-config.js';
 import type { Config, SigningSelector } from '../config/config.js';
 import { resolveSigningSelectors } from '../config/resolve-signing-selectors.js';
-import type { TxtLookup, TxtLookupOutcome } from '../dkim/txt-lookup.js';
+import { MAX_TXT_ANSWER_BYTES, type TxtLookup, type TxtLookupOutcome } from '../dkim/txt-lookup.js';
 import { KeyLoadError, keySizeWarning, loadPrivateKey, type LoadedKey, type KeyLoadErrorCode } from '../keys/load-private-key.js';
 import { checkEd25519Records, matchPublishedKey, publishedKeyName } from '../keys/match-published-key.js';
 import { isReachable, signingReach, type UsersSummary } from '../policy/signing-reach.js';
@@ -135,6 +135,7 @@ function notPublished(lookup: TxtLookupOutcome): string {
   if (lookup.kind === 'timeout' || lookup.kind === 'servfail') {
     return `the lookup failed (${lookup.kind}), so it is not known whether it is published; check dns.servers or --dns-server`;
   }
+  if (lookup.kind === 'too_large') return `the TXT answer is ${lookup.bytes} bytes, over ${MAX_TXT_ANSWER_BYTES}: receivers refuse it; publish only the key record there`;
   return `not published (${lookup.kind === 'nxdomain' ? 'no such name' : 'no TXT record'}); publish the record dkimgate keygen printed`;
 }
 

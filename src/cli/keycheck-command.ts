@@ -31,7 +31,7 @@ export async function checkSelector(sel: SigningSelector, lookupTxt: TxtLookup):
   }
   const outcome = await lookupTxt(label);
   if (outcome.kind !== 'found' || outcome.records.length === 0) {
-    const why = outcome.kind === 'found' || outcome.kind === 'nodata' ? 'no TXT record' : outcome.kind;
+    const why = outcome.kind === 'found' || outcome.kind === 'nodata' ? 'no TXT record' : outcome.kind === 'too_large' ? `TXT answer of ${outcome.bytes} bytes, too large` : outcome.kind;
     return { ok: false, text: `FAIL ${label}: not published (${why}); publish the record printed by dkimgate keygen` };
   }
   const match = matchPublishedKey(outcome.records, privateKey.keyObject, sel.algorithm);

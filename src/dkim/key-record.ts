@@ -21,15 +21,23 @@ export interface PublicKeyRecord {
   readonly publicKeyBase64: string;
 }
 
-export type KeyRecordReason = 'key_syntax' | 'key_revoked' | 'key_type_mismatch';
+export type KeyRecordReason = 'key_syntax' | 'key_record_too_large' | 'key_revoked' | 'key_type_mismatch';
 export type KeyRecordParse =
   | { kind: 'ok'; key: PublicKeyRecord }
   | { kind: 'error'; reason: KeyRecordReason; detail: string };
 
 /** Records longer than this are refused before parsing (a 16384-bit RSA key fits in under 3 KB). */
 export const MAX_KEY_RECORD_BYTES = 8192;
-/** Moduli larger than this are refused: verification time grows with the square of the size. */
+/**
+ * Moduli larger than this are not used (dkim=policy, key_too_large): verification time grows with the
+ * square of the size, and RFC 8301 §3.2 asks verifiers for 1024 to 4096 bits only.
+ */
 export const MAX_RSA_KEY_BITS = 8192;
+/**
+ * Public exponents longer than this are refused as malformed: a verification costs one multiplication
+ * per exponent bit (65537 has 17), and OpenSSL itself refuses longer ones above 3072-bit moduli.
+ */
+export const MAX_RSA_EXPONENT_BITS = 64;
 
 // RFC 8410 SubjectPublicKeyInfo prefix for a raw 32-byte Ed25519 key.
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
@@ -48,7 +56,7 @@ function colonList(value: string): string[] {
 
 /** Parses one key record. Unknown tags are ignored (RFC 6376 §3.6.1). */
 export function parseKeyRecord(txt: string): KeyRecordParse {
-  if (txt.length > MAX_KEY_RECORD_BYTES) return fail('key_syntax', `key record of ${txt.length} bytes is too large`);
+  if (txt.length > MAX_KEY_RECORD_BYTES) return fail('key_record_too_large', `key record of ${txt.length} bytes is too large (at most ${MAX_KEY_RECORD_BYTES})`);
   const parsed = parseTagList(txt);
   if (parsed.kind === 'error') return fail('key_syntax', parsed.detail);
   const tags = parsed.tags;
@@ -87,7 +95,11 @@ export function parseKeyRecord(txt: string): KeyRecordParse {
     }
     publicKey = key;
     keyBits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-    if (keyBits > MAX_RSA_KEY_BITS) return fail('key_syntax', `RSA key of ${keyBits} bits exceeds ${MAX_RSA_KEY_BITS}`);
+    const exponent = key.asymmetricKeyDetails?.publicExponent ?? 0n;
+    if (exponent.toString(2).length > MAX_RSA_EXPONENT_BITS) {
+      return fail('key_syntax', `RSA public exponent of ${exponent.toString(2).length} bits exceeds ${MAX_RSA_EXPONENT_BITS} bits`);
+    }
+    if (exponent < 3n || exponent % 2n === 0n) return fail('key_syntax', `RSA public exponent ${exponent} is not an odd number of at least 3`);
   }
   return {
     kind: 'ok',

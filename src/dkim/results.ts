@@ -35,6 +35,7 @@ export type VerifyReason =
   | 'no_key'
   // (8) key record
   | 'key_syntax'
+  | 'key_record_too_large'
   | 'key_revoked'
   | 'key_type_mismatch'
   | 'key_hash_mismatch'
@@ -42,6 +43,7 @@ export type VerifyReason =
   | 'key_strict_subdomain'
   // (9)
   | 'key_too_small'
+  | 'key_too_large'
   // (10)
   | 'body_hash_mismatch'
   // (11)
@@ -72,12 +74,14 @@ export const RESULT_BY_REASON: Readonly<Record<VerifyReason, DkimResult>> = {
   dns_servfail: 'temperror',
   no_key: 'permerror',
   key_syntax: 'permerror',
+  key_record_too_large: 'permerror',
   key_revoked: 'permerror',
   key_type_mismatch: 'permerror',
   key_hash_mismatch: 'permerror',
   key_service_mismatch: 'permerror',
   key_strict_subdomain: 'permerror',
   key_too_small: 'policy',
+  key_too_large: 'policy',
   body_hash_mismatch: 'fail',
   signature_mismatch: 'fail',
   body_length_short: 'policy',
@@ -106,12 +110,14 @@ export const PHRASE_BY_REASON: Readonly<Record<VerifyReason, string>> = {
   dns_servfail: 'key lookup failed',
   no_key: 'no key for signature',
   key_syntax: 'key record malformed',
+  key_record_too_large: 'key record too large',
   key_revoked: 'key revoked',
   key_type_mismatch: 'key type does not match algorithm',
   key_hash_mismatch: 'key does not allow the hash algorithm',
   key_service_mismatch: 'key not for email',
   key_strict_subdomain: 'key forbids subdomain identity',
   key_too_small: 'key too small',
+  key_too_large: 'key too large',
   body_hash_mismatch: 'body hash did not verify',
   signature_mismatch: 'signature did not verify',
   body_length_short: 'l= does not cover the whole body',

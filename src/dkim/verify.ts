@@ -5,11 +5,11 @@ import { createHash, verify as cryptoVerify } from 'node:crypto';
 import { frameMessage, type FramedMessage, type HeaderField } from '../mail/header-fields.js';
 import { BodyHasher, type BodyHashSpec } from './body-hasher.js';
 import { selectSignedFields } from './header-selection.js';
-import { parseKeyRecordCached, type PublicKeyRecord } from './key-record.js';
+import { MAX_RSA_KEY_BITS, parseKeyRecordCached, type PublicKeyRecord } from './key-record.js';
 import { resultForReason, type DkimResult, type VerifyReason } from './results.js';
 import { parseSignature, type ParsedSignature, type SignatureLabels } from './signature.js';
 import { headerHashInput } from './signature-field.js';
-import type { TxtLookup, TxtLookupOutcome } from './txt-lookup.js';
+import { MAX_TXT_ANSWER_BYTES, type TxtLookup, type TxtLookupOutcome } from './txt-lookup.js';
 
 export interface VerifyOptions {
   lookupTxt: TxtLookup;
@@ -149,8 +149,16 @@ function decideKey(outcome: TxtLookupOutcome, name: string): KeyDecision {
       return { kind: 'error', reason: 'no_key', detail: `${name} does not exist` };
     case 'nodata':
       return { kind: 'error', reason: 'no_key', detail: `${name} has no TXT record` };
+    case 'too_large':
+      return { kind: 'error', reason: 'key_record_too_large', detail: `${name}: TXT answer of ${outcome.bytes} bytes is over ${MAX_TXT_ANSWER_BYTES}` };
     case 'found': {
       if (outcome.records.length === 0) return { kind: 'error', reason: 'no_key', detail: `${name} has no TXT record` };
+      // Lookups other than the DNS adapter (zone files, tests) get the same bound.
+      let bytes = 0;
+      for (const txt of outcome.records) bytes += txt.length;
+      if (bytes > MAX_TXT_ANSWER_BYTES) {
+        return { kind: 'error', reason: 'key_record_too_large', detail: `${name}: TXT answer of ${bytes} bytes is over ${MAX_TXT_ANSWER_BYTES}` };
+      }
       let firstError: KeyDecision | null = null;
       // RFC 6376 §3.6.2.2: with several records, use one that is a valid key record.
       for (const txt of outcome.records) {
@@ -220,6 +228,10 @@ export async function completeVerification(plan: VerificationPlan, bodies: BodyH
     }
     if (key.keyType === 'rsa' && key.keyBits < minKeyBits) {
       verdicts[p.index] = verdict(p.labels, 'key_too_small', `RSA key of ${key.keyBits} bits is under ${minKeyBits}`, key);
+      continue;
+    }
+    if (key.keyType === 'rsa' && key.keyBits > MAX_RSA_KEY_BITS) {
+      verdicts[p.index] = verdict(p.labels, 'key_too_large', `RSA key of ${key.keyBits} bits is over ${MAX_RSA_KEY_BITS}`, key);
       continue;
     }
     const body = bodies.result(p.bodySpec);

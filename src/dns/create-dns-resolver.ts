@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { Resolver } from 'node:dns/promises';
 import { isIPv4, isIPv6 } from 'node:net';
-import type { TxtLookup, TxtLookupOutcome } from '../dkim/txt-lookup.js';
+import { MAX_TXT_ANSWER_BYTES, type TxtLookup, type TxtLookupOutcome } from '../dkim/txt-lookup.js';
 import { LruCache } from './lru-cache.js';
 import { parseZoneFile, type ZoneTxtRecord } from './zone-file.js';
 
@@ -63,7 +63,7 @@ export function createDnsResolver(opts: DnsResolverOptions): DnsResolver {
 
   function ttlMsOf(outcome: TxtLookupOutcome): number {
     if (outcome.kind === 'found') return opts.cacheTtlSec * 1000;
-    if (outcome.kind === 'nxdomain' || outcome.kind === 'nodata') return opts.negativeTtlSec * 1000;
+    if (outcome.kind === 'nxdomain' || outcome.kind === 'nodata' || outcome.kind === 'too_large') return opts.negativeTtlSec * 1000;
     return 0; // timeout and servfail are transient: never cached
   }
 
@@ -77,7 +77,7 @@ export function createDnsResolver(opts: DnsResolverOptions): DnsResolver {
       };
       try {
         resolver.resolveTxt(name).then(
-          (answers) => settle(answers.length === 0 ? { kind: 'nodata' } : { kind: 'found', records: answers.map((chunks) => chunks.join('')) }),
+          (answers) => settle(outcomeOfAnswers(answers)),
           (err: unknown) => settle(outcomeOfError(err)),
         );
       } catch {
@@ -168,6 +168,15 @@ function withPort(host: string, family: 4 | 6, portText: string | undefined): Se
   }
   const server = family === 4 ? `${host}:${port}` : `[${host}]:${port}`;
   return { kind: 'ok', host, port, family, server };
+}
+
+/** TXT records (each a list of character-strings) as an outcome; an oversized answer is neither kept nor cached. */
+function outcomeOfAnswers(answers: string[][]): TxtLookupOutcome {
+  if (answers.length === 0) return { kind: 'nodata' };
+  let bytes = 0;
+  for (const chunks of answers) for (const chunk of chunks) bytes += chunk.length;
+  if (bytes > MAX_TXT_ANSWER_BYTES) return { kind: 'too_large', bytes };
+  return { kind: 'found', records: answers.map((chunks) => chunks.join('')) };
 }
 
 /** node:dns error codes to the closed set of TxtLookupOutcome. */

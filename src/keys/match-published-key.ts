@@ -4,7 +4,7 @@
 
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { SignDigest, SigningSelector } from '../config/config.js';
-import { parseKeyRecord, type PublicKeyRecord } from '../dkim/key-record.js';
+import { MAX_RSA_KEY_BITS, parseKeyRecord, type PublicKeyRecord } from '../dkim/key-record.js';
 
 export type PublishedKeyMatch =
   /** A record holds our public key; `problems` say why receivers would still not use it for our signatures. */
@@ -63,6 +63,7 @@ function applicabilityProblems(key: PublicKeyRecord, algorithm: SignDigest): str
   const hash = algorithm === 'rsa-sha1' ? 'sha1' : 'sha256';
   if (key.hashes !== null && !key.hashes.includes(hash)) problems.push(`record h=${key.hashes.join(':')} excludes ${hash}`);
   if (key.services !== null && !key.services.includes('*') && !key.services.includes('email')) problems.push('record s= excludes email');
+  if (key.keyType === 'rsa' && key.keyBits > MAX_RSA_KEY_BITS) problems.push(`RSA key of ${key.keyBits} bits: verifiers (dkimgate too) refuse keys over ${MAX_RSA_KEY_BITS} bits`);
   return problems;
 }
 

@@ -1,6 +1,6 @@
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { MAX_KEY_RECORD_BYTES, MAX_RSA_KEY_BITS, parseKeyRecord, parseKeyRecordCached, type PublicKeyRecord } from '../../../src/dkim/key-record.js';
+import { MAX_KEY_RECORD_BYTES, MAX_RSA_EXPONENT_BITS, MAX_RSA_KEY_BITS, parseKeyRecord, parseKeyRecordCached, type PublicKeyRecord } from '../../../src/dkim/key-record.js';
 import { ed25519Key, rsaKey, type TestKey } from '../../helpers/dkim-test-kit.js';
 
 let rsa: TestKey;
@@ -21,11 +21,11 @@ beforeAll(() => {
  * The p= of an RSA public key with a modulus of exactly `bits` bits. Only the key record parser sees it,
  * so a random odd modulus does (generating a real 16384-bit key would take minutes).
  */
-function rsaModulusOfBits(bits: number): string {
+function rsaModulusOfBits(bits: number, exponent: Buffer = Buffer.from([1, 0, 1])): string {
   const n = randomBytes(bits / 8);
   n[0]! |= 0x80;
   n[n.length - 1]! |= 1;
-  const key = createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: 'AQAB' }, format: 'jwk' });
+  const key = createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: exponent.toString('base64url') }, format: 'jwk' });
   return (key.export({ type: 'spki', format: 'der' }) as Buffer).toString('base64');
 }
 
@@ -131,22 +131,42 @@ describe('key record reasons', () => {
     const exact = base + 'x'.repeat(MAX_KEY_RECORD_BYTES - base.length);
     expect(exact).toHaveLength(MAX_KEY_RECORD_BYTES);
     expect(parseKeyRecord(exact).kind).toBe('ok');
-    expect(parseKeyRecord(`${exact}x`)).toMatchObject({ kind: 'error', reason: 'key_syntax', detail: expect.stringMatching(/too large/) });
+    expect(parseKeyRecord(`${exact}x`)).toMatchObject({ kind: 'error', reason: 'key_record_too_large', detail: expect.stringMatching(/too large/) });
   });
 
   it('refuses a 100 KB record', () => {
     const huge = `v=DKIM1; p=${rsa.p}; n=${'x'.repeat(100 * 1024)}`;
-    expect(parseKeyRecord(huge)).toMatchObject({ kind: 'error', reason: 'key_syntax', detail: expect.stringMatching(/too large/) });
+    expect(parseKeyRecord(huge)).toMatchObject({ kind: 'error', reason: 'key_record_too_large', detail: expect.stringMatching(/too large/) });
   });
 
-  it('refuses a 16384-bit RSA key', () => {
+  // The size itself is judged by the verifier (step 9, key_too_large): the record is well formed.
+  it('reads a 16384-bit RSA key and reports its size', () => {
     const p = rsaModulusOfBits(16384);
     expect(p.length).toBeLessThan(MAX_KEY_RECORD_BYTES);
-    expect(parseKeyRecord(`v=DKIM1; k=rsa; p=${p}`)).toMatchObject({
-      kind: 'error',
-      reason: 'key_syntax',
-      detail: expect.stringMatching(/16384 bits/),
-    });
+    expect(ok(`v=DKIM1; k=rsa; p=${p}`).keyBits).toBe(16384);
+  });
+
+  it(`refuses an RSA public exponent longer than ${MAX_RSA_EXPONENT_BITS} bits`, () => {
+    const exponent = (bits: number) => {
+      const e = randomBytes(bits / 8);
+      e[0]! |= 0x80;
+      e[e.length - 1]! |= 1;
+      return e;
+    };
+    expect(ok(`v=DKIM1; p=${rsaModulusOfBits(2048, exponent(64))}`).keyBits).toBe(2048);
+    for (const bits of [72, 2048]) {
+      expect(parseKeyRecord(`v=DKIM1; p=${rsaModulusOfBits(2048, exponent(bits))}`)).toMatchObject({
+        kind: 'error',
+        reason: 'key_syntax',
+        detail: expect.stringMatching(new RegExp(`exponent of ${bits} bits`)),
+      });
+    }
+  });
+
+  it('refuses an even or trivial RSA public exponent', () => {
+    for (const e of [[1], [2], [1, 0, 0]]) {
+      expect(parseKeyRecord(`v=DKIM1; p=${rsaModulusOfBits(2048, Buffer.from(e))}`)).toMatchObject({ kind: 'error', reason: 'key_syntax', detail: expect.stringMatching(/exponent/) });
+    }
   });
 
   it('makes untrusted text printable in the detail', () => {
