@@ -3,7 +3,9 @@
 
 import { parseArgs } from 'node:util';
 import { formatAuthResults } from '../auth-results/format-auth-results.js';
+import { MAX_SIGNATURES_LIMIT } from '../config/schema.js';
 import { PHRASE_BY_REASON } from '../dkim/results.js';
+import { MAX_RSA_KEY_BITS } from '../dkim/key-record.js';
 import { verifyMessage } from '../dkim/verify.js';
 import { detectLineEnding, toCrlf } from '../mail/line-endings.js';
 import { UsageError, type CommandRunner } from './cli-error.js';
@@ -34,9 +36,11 @@ The options below override it; --config /dev/null ignores any file.
   --max-signatures N   signatures evaluated, from the top (default verify.max_signatures, 5)
 `;
 
-function positiveInt(flag: string, value: string | undefined, fallback: number): number {
+function positiveInt(flag: string, value: string | undefined, fallback: number, max: number): number {
   if (value === undefined) return fallback;
-  if (!/^[0-9]{1,6}$/.test(value) || Number(value) < 1) throw new UsageError(`--${flag} ${value}: expected a whole number >= 1`);
+  if (!/^[0-9]{1,6}$/.test(value) || Number(value) < 1 || Number(value) > max) {
+    throw new UsageError(`--${flag} ${value}: expected a whole number from 1 to ${max}`);
+  }
   return Number(value);
 }
 
@@ -72,8 +76,9 @@ export const runVerify: CommandRunner = async (argv, io) => {
   const report = await verifyMessage(toCrlf(raw), {
     lookupTxt,
     nowSec,
-    maxSignatures: positiveInt('max-signatures', values['max-signatures'], v.maxSignatures),
-    minKeyBits: positiveInt('min-key-bits', values['min-key-bits'], v.minKeyBits),
+    maxSignatures: positiveInt('max-signatures', values['max-signatures'], v.maxSignatures, MAX_SIGNATURES_LIMIT),
+    // Above the largest key verified, every RSA signature would be refused.
+    minKeyBits: positiveInt('min-key-bits', values['min-key-bits'], v.minKeyBits, MAX_RSA_KEY_BITS),
     allowSha1: values['allow-sha1'] || v.allowSha1,
     clockSkewSec: v.clockSkew,
   });

@@ -2,6 +2,7 @@
 // validation (parse-config-text.ts) and the editor JSON Schema (json-schema.ts). Pure data.
 
 import { parseHeaderList } from '../dkim/header-selection.js';
+import { MAX_RSA_KEY_BITS } from '../dkim/key-record.js';
 import { checkDnsServer, checkHost, parseCidr } from './address-syntax.js';
 import { DEFAULTS } from './defaults.js';
 import {
@@ -57,6 +58,9 @@ const cidrList = (description: string): ListNode => ({
 const host = (description: string): StringNode => text(description, { check: checkHost });
 
 const filePath = (description: string): StringNode => text(description);
+
+/** The highest verify.max_signatures (and --max-signatures): each evaluated signature may cost a DNS lookup and an RSA operation. */
+export const MAX_SIGNATURES_LIMIT = 1000;
 
 export const SIGN_DIGESTS = ['rsa-sha256', 'rsa-sha1', 'ed25519-sha256'] as const;
 export const CANONICALIZATIONS = ['relaxed', 'simple'] as const;
@@ -227,8 +231,14 @@ export const CONFIG_SCHEMA: ObjectNode = {
       description: 'Verification of mail that is not signed here.',
       fields: {
         enabled: { kind: 'boolean', description: 'Verify and add Authentication-Results.' },
-        max_signatures: { kind: 'integer', min: 1, max: 1000, description: 'Signatures evaluated per message, from the top.' },
-        min_key_bits: { kind: 'integer', min: 512, max: 16384, description: 'Smaller RSA keys yield dkim=policy (RFC 8301).' },
+        max_signatures: { kind: 'integer', min: 1, max: MAX_SIGNATURES_LIMIT, description: 'Signatures evaluated per message, from the top; the rest are dkim=neutral.' },
+        // Bounded by the largest key verified: a higher minimum would refuse every RSA signature.
+        min_key_bits: {
+          kind: 'integer',
+          min: 512,
+          max: MAX_RSA_KEY_BITS,
+          description: `Smaller RSA keys yield dkim=policy (RFC 8301); keys over ${MAX_RSA_KEY_BITS} bits always do.`,
+        },
         allow_sha1: { kind: 'boolean', description: 'Accept rsa-sha1 signatures (RFC 8301 says no).' },
         clock_skew: seconds('Allowed future t=', false),
       },

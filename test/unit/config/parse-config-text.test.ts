@@ -52,7 +52,9 @@ describe('parseConfigText', () => {
     ['limits:\n  socket_timeout: 0\n', 2, 'limits.socket_timeout', 'must be a number greater than 0'],
     ['limits:\n  max_clients: 1.5\n', 2, 'limits.max_clients', 'must be a whole number from 1 to 1000000'],
     ['verify: { enabled: "yes" }\n', 1, 'verify.enabled', 'must be true or false'],
-    ['verify: { min_key_bits: 256 }\n', 1, 'verify.min_key_bits', 'must be a whole number from 512 to 16384'],
+    ['verify: { min_key_bits: 256 }\n', 1, 'verify.min_key_bits', 'must be a whole number from 512 to 8192'],
+    // Above the largest key verified (8192 bits), every RSA signature would be refused.
+    ['verify: { min_key_bits: 16384 }\n', 1, 'verify.min_key_bits', 'must be a whole number from 512 to 8192'],
     ['policy: { on_temperror: reject }\n', 1, 'policy.on_temperror', 'must be one of accept, tempfail'],
     ['policy:\n  require:\n    - { aligned: false }\n', 3, 'policy.require[0].domain', 'is required here'],
     ['sign: { lifetime: -1 }\n', 1, 'sign.lifetime', 'must be a number of at least 0'],
