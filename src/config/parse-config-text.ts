@@ -1,7 +1,7 @@
 // Turns config file text into a validated Config or the full list of problems (file, line, key path).
 // Pure; input: the operator's YAML text. Checks that need the file system live in the CLI's config check.
 
-import { LineCounter, parseDocument, type ErrorCode } from 'yaml';
+import { LineCounter, parseDocument, type Document, type ErrorCode } from 'yaml';
 import type { Config, ConfigProblem, DomainSignConfig, SelectorConfig, SignCondition, SignOptions } from './config.js';
 import { decodeYaml } from './decode-yaml.js';
 import { checkIdentityInDomain } from './dkim-syntax.js';
@@ -51,6 +51,8 @@ export function parseConfigText(text: string, fileName: string): ConfigParse {
     }),
   );
   if (yamlProblems.length > 0) return { kind: 'error', problems: yamlProblems };
+  const aliasProblem = checkAliasExpansion(doc);
+  if (aliasProblem !== null) return { kind: 'error', problems: [{ file: fileName, line: 1, keyPath: '', message: aliasProblem }] };
 
   const decoded = decodeYaml(doc, lineCounter, fileName, CONFIG_SCHEMA);
   const lineOf = (keyPath: string): number => {
@@ -134,6 +136,25 @@ export function parseConfigText(text: string, fileName: string): ConfigParse {
 
   if (problems.length > 0) return { kind: 'error', problems };
   return { kind: 'ok', config, warnings, lineOf };
+}
+
+/**
+ * The decoder follows aliases, so nested aliases (`[*a, *a, …]` where a holds `[*b, *b, …]`) would
+ * make a few lines decode into millions of nodes. yaml's own count, the one `toJS` applies: each
+ * alias weighs the aliases inside what it points at, and the total may not pass this.
+ */
+const MAX_ALIAS_COUNT = 100;
+
+function checkAliasExpansion(doc: Document.Parsed): string | null {
+  try {
+    doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    return null;
+  } catch (error) {
+    if (error instanceof ReferenceError) {
+      return `YAML: aliases (*name) expand to more than ${MAX_ALIAS_COUNT} copies; write the values out instead`;
+    }
+    return `YAML: ${(error as Error).message.split('\n')[0]}`;
+  }
 }
 
 type DecodedOptions = Partial<SignOptions>;
