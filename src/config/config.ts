@@ -47,6 +47,8 @@ export interface LimitsConfig {
   maxMessageSize: number;
   /** Bytes of the header section. */
   maxHeaderSize: number;
+  /** Header fields per message: each costs memory and a look at its name, whatever its size. */
+  maxHeaderFields: number;
   /** Concurrent connections. */
   maxClients: number;
   /** Seconds of client silence. */

@@ -34,6 +34,7 @@ export const DEFAULTS: Readonly<{ config: Readonly<Config>; items: Readonly<Item
     limits: {
       maxMessageSize: 52_428_800,
       maxHeaderSize: 1_048_576,
+      maxHeaderFields: 1000,
       maxClients: 500,
       socketTimeout: 300,
       nextHopTimeout: 120,

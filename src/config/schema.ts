@@ -218,6 +218,12 @@ export const CONFIG_SCHEMA: ObjectNode = {
       fields: {
         max_message_size: { kind: 'integer', min: 1, max: Number.MAX_SAFE_INTEGER, description: 'Bytes, advertised as SIZE; over it: 552 5.3.4.' },
         max_header_size: { kind: 'integer', min: 1, max: Number.MAX_SAFE_INTEGER, description: 'Bytes of header section; over it: 552 5.3.4.' },
+        max_header_fields: {
+          kind: 'integer',
+          min: 1,
+          max: 1_000_000,
+          description: 'Header fields per message (a 1 MB header of tiny fields holds 250,000); over it: 552 5.3.4.',
+        },
         max_clients: { kind: 'integer', min: 1, max: 1_000_000, description: 'Concurrent connections; over it: 421 4.7.0.' },
         socket_timeout: seconds('Client silence before 421 4.4.2'),
         next_hop_timeout: seconds('Time for the next hop to answer any command'),

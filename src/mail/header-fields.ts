@@ -106,6 +106,25 @@ export function frameMessage(buf: Buffer): FramedMessage {
   return { buf, fields, bodyStart, headerBytes };
 }
 
+/**
+ * The number of header fields frameMessage would find, counting no further than `stopAbove + 1`:
+ * a cheap check before framing (lines that do not start with WSP, up to the empty line).
+ */
+export function countHeaderFields(buf: Buffer, stopAbove: number): number {
+  const len = buf.length;
+  let count = 0;
+  let pos = 0;
+  while (pos < len && count <= stopAbove) {
+    if (buf[pos] === CR && buf[pos + 1] === LF) break;
+    if (pos === 0 || (buf[pos] !== SP && buf[pos] !== HT)) count++;
+    let lf = buf.indexOf(LF, pos + 1);
+    while (lf !== -1 && buf[lf - 1] !== CR) lf = buf.indexOf(LF, lf + 1);
+    if (lf === -1) break;
+    pos = lf + 1;
+  }
+  return count;
+}
+
 /** The field's value as a latin1 string (bytes preserved 1:1), without the trailing CRLF. */
 export function fieldValue(buf: Buffer, field: HeaderField): string {
   let end = field.end;

@@ -4,12 +4,14 @@
 
 import type { Readable } from 'node:stream';
 import { BodyHasher, type BodyHashSpec } from '../dkim/body-hasher.js';
-import { frameMessage, type FramedMessage } from '../mail/header-fields.js';
+import { countHeaderFields, frameMessage, type FramedMessage } from '../mail/header-fields.js';
 import { LineEndingGuard, type LineEndingPolicy } from '../mail/line-ending-guard.js';
 import { BodySpool } from './body-spool.js';
 
 export interface ReceiveOptions {
   maxHeaderBytes: number;
+  /** More header fields than this: refused before they are framed (each framed field costs memory). */
+  maxHeaderFields: number;
   maxMessageBytes: number;
   /** Bodies larger than this go to a temporary file. */
   spillThresholdBytes: number;
@@ -31,7 +33,7 @@ export interface ReceivedMessage {
 
 export type ReceiveOutcome =
   | { kind: 'received'; message: ReceivedMessage }
-  | { kind: 'refused'; reason: 'bare_cr' | 'bare_lf' | 'nul' | 'header_too_large' | 'message_too_large' }
+  | { kind: 'refused'; reason: 'bare_cr' | 'bare_lf' | 'nul' | 'header_too_large' | 'too_many_header_fields' | 'message_too_large' }
   | { kind: 'spool_failed'; reason: 'disk_full' | 'io_error'; detail: string }
   | { kind: 'aborted'; detail: string };
 
@@ -50,10 +52,13 @@ export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onH
   // Once refused, the rest of the stream is read and dropped so that the client gets our reply.
   let failure: ReceiveOutcome | null = null;
 
-  const startBody = (headerBuf: Buffer) => {
+  /** Frames the complete header section; null when it has too many fields. */
+  const startBody = (headerBuf: Buffer): ReceiveOutcome | null => {
+    if (countHeaderFields(headerBuf, opts.maxHeaderFields) > opts.maxHeaderFields) return { kind: 'refused', reason: 'too_many_header_fields' };
     header = headerBuf;
     framed = frameMessage(headerBuf);
     hasher = new BodyHasher(onHeader(framed));
+    return null;
   };
 
   const takeBody = async (bytes: Buffer): Promise<ReceiveOutcome | null> => {
@@ -92,8 +97,7 @@ export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onH
     headerParts.push(chunk.subarray(0, split));
     headerBytes += split;
     if (headerBytes > opts.maxHeaderBytes) return { kind: 'refused', reason: 'header_too_large' };
-    startBody(Buffer.concat(headerParts, headerBytes));
-    return takeBody(chunk.subarray(split));
+    return startBody(Buffer.concat(headerParts, headerBytes)) ?? takeBody(chunk.subarray(split));
   };
 
   try {
@@ -118,7 +122,13 @@ export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onH
     return failure;
   }
   // A message without an empty line is all header.
-  if (header === null) startBody(Buffer.concat(headerParts, headerBytes));
+  if (header === null) {
+    const refused = startBody(Buffer.concat(headerParts, headerBytes));
+    if (refused) {
+      await spool.dispose();
+      return refused;
+    }
+  }
   hasher!.finish();
   return { kind: 'received', message: { header: header!, framed: framed!, body: spool, bodyHashes: hasher!, sizeBytes: total } };
 }

@@ -242,6 +242,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         stream as unknown as import('node:stream').Readable,
         {
           maxHeaderBytes: cfg.limits.maxHeaderSize,
+          maxHeaderFields: cfg.limits.maxHeaderFields,
           maxMessageBytes: cfg.limits.maxMessageSize,
           spillThresholdBytes: cfg.limits.spillThreshold,
           spoolDir: cfg.limits.spoolDir ?? tmpdir(),

@@ -32,6 +32,7 @@ export const REPLIES = {
   nul: reply(550, '5.6.0', 'message contains NUL bytes'),
   tooBig: reply(552, '5.3.4', 'message too big'),
   headerTooBig: reply(552, '5.3.4', 'header section too big'),
+  tooManyHeaderFields: reply(552, '5.3.4', 'too many header fields'),
   noPassingSignature: reply(550, '5.7.20', 'no passing DKIM signature found'),
   noAcceptableSignature: reply(550, '5.7.21', 'no acceptable DKIM signature found'),
   noAlignedSignature: reply(550, '5.7.22', 'no valid author-matched DKIM signature found'),
@@ -61,6 +62,8 @@ export function receiveRefusalReply(outcome: Exclude<ReceiveOutcome, { kind: 're
           return REPLIES.nul;
         case 'header_too_large':
           return REPLIES.headerTooBig;
+        case 'too_many_header_fields':
+          return REPLIES.tooManyHeaderFields;
         case 'message_too_large':
           return REPLIES.tooBig;
       }

@@ -8,7 +8,7 @@ import { BodyHasher } from '../../../src/dkim/body-hasher.js';
 import { receiveMessage, type ReceiveOptions } from '../../../src/pipeline/receive-message.js';
 
 const spoolDir = mkdtempSync(join(tmpdir(), 'dkimgate-spool-'));
-const OPTS: ReceiveOptions = { maxHeaderBytes: 4096, maxMessageBytes: 1 << 20, spillThresholdBytes: 1024, spoolDir, lineEndings: 'normalize' };
+const OPTS: ReceiveOptions = { maxHeaderBytes: 4096, maxHeaderFields: 20, maxMessageBytes: 1 << 20, spillThresholdBytes: 1024, spoolDir, lineEndings: 'normalize' };
 const SPEC = { canon: 'relaxed', hash: 'sha256', limit: null } as const;
 
 function chunked(text: string, cuts: number[]): Readable {
@@ -77,11 +77,21 @@ describe('receiving a message from the DATA stream', () => {
     ['a bare CR in a header', 'From: a@example.com\rBcc: x\r\n\r\nb\r\n', 'bare_cr'],
     ['a NUL in the body', 'From: a@example.com\r\n\r\nb\0\r\n', 'nul'],
     ['a header section over the limit', `From: a@example.com\r\nX: ${'y'.repeat(5000)}\r\n\r\nb\r\n`, 'header_too_large'],
+    ['21 header fields (the limit is 20)', `From: a@example.com\r\n${'X: y\r\n'.repeat(20)}\r\nb\r\n`, 'too_many_header_fields'],
+    ['21 header fields and no body', `From: a@example.com\r\n${'X: y\r\n'.repeat(20)}`, 'too_many_header_fields'],
   ])('refuses %s, reading the rest of the stream', async (_name, text, reason) => {
     const stream = chunked(text, [10]);
     const out = await receiveMessage(stream, OPTS, () => [SPEC]);
     expect(out).toEqual({ kind: 'refused', reason });
     expect(stream.readableEnded).toBe(true);
+  });
+
+  it('takes 20 header fields, however many lines they are folded over', async () => {
+    const text = `From: a@example.com\r\n${'X: y\r\n z\r\n\tw\r\n'.repeat(19)}\r\nb\r\n`;
+    const out = await receiveMessage(chunked(text, [10]), OPTS, () => [SPEC]);
+    if (out.kind !== 'received') throw new Error(out.kind);
+    expect(out.message.framed.fields).toHaveLength(20);
+    await out.message.body.dispose();
   });
 
   it('refuses a message over the size limit', async () => {
