@@ -149,14 +149,14 @@ export function applyEnvironment(config: Config, env: Readonly<Record<string, st
     if (text === undefined) continue;
     const shaped = override.parse(text);
     if (shaped instanceof SyntaxProblem) {
-      problem(name, `${JSON.stringify(text)}: ${shaped.message}`);
+      problem(name, `${quoted(text)}: ${shaped.message}`);
       continue;
     }
     const lineCounter = new LineCounter();
     const doc = parseDocument(stringify(shaped), { lineCounter });
     const decoded = decodeYaml(doc, lineCounter, ENVIRONMENT_SOURCE, override.node);
     if (decoded.problems.length > 0) {
-      for (const p of decoded.problems) problem(name, `${JSON.stringify(text)}: ${describePart(p.keyPath, shaped)}${p.message}`);
+      for (const p of decoded.problems) problem(name, `${quoted(text)}: ${describePart(p.keyPath, shaped)}${p.message}`);
       continue;
     }
     override.apply(next, decoded.value);
@@ -172,6 +172,15 @@ export function applyEnvironment(config: Config, env: Readonly<Record<string, st
   }
   return problems.length > 0 ? { kind: 'error', problems } : { kind: 'ok', config: next, applied, warnings };
 }
+
+/**
+ * The variable's text for a problem, cut short: every problem of a list quotes it, so a long value
+ * with many bad entries would otherwise make output quadratic in its length.
+ */
+function quoted(text: string): string {
+  return JSON.stringify(text.length > QUOTED_CHARS ? `${text.slice(0, QUOTED_CHARS)}…` : text);
+}
+const QUOTED_CHARS = 80;
 
 /** "the 2nd entry's port: " for a problem inside a list or an object; "" for the whole value. */
 function describePart(keyPath: string, shaped: unknown): string {

@@ -89,7 +89,7 @@ export function parseHeaderList(list: string): HeaderListParse {
     const mode: HeaderListMode = last === '?' ? 'one-optional' : last === '+' ? 'all' : last === '*' ? 'all-assert' : 'one';
     const name = mode === 'one' ? item : item.slice(0, -1);
     if (!FIELD_NAME.test(name) || /[?*+]/.test(name)) {
-      return { kind: 'error', reason: `entry ${index + 1} ("${item}") is a bad header name: use a field name with an optional trailing ?, * or +` };
+      return { kind: 'error', reason: `entry ${index + 1} ("${item.length > 40 ? `${item.slice(0, 40)}…` : item}") is a bad header name: use a field name with an optional trailing ?, * or +` };
     }
     entries.push({ name, lowerName: name.toLowerCase(), mode });
   }
