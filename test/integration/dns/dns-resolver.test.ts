@@ -23,6 +23,8 @@ beforeAll(async () => {
       's1._domainkey.example.test': ['v=DKIM1; k=ed25519; ', 'p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo='],
       'long._domainkey.example.test': LONG_KEY,
       'two._domainkey.example.test': [['v=DKIM1; p=one'], ['v=DKIM1; p=two']],
+      // 20 records of 851 bytes: 17,020 bytes, just over MAX_TXT_ANSWER_BYTES (16384).
+      'huge._domainkey.example.test': Array.from({ length: 20 }, (_, i) => [`n${String(i).padStart(2, '0')}=${'A'.repeat(847)}`]),
       'both._domainkey.example.test': 'from dnsmasq',
       'a1.example.test': 'cache one',
       'a2.example.test': 'cache two',
@@ -154,17 +156,19 @@ describe('the cache', () => {
   });
 
   it.each([
-    ['nxdomain', 'gone._domainkey.example.test'],
-    ['nodata', 'mx.example.test'],
-  ])('caches %s for negativeTtlSec, not cacheTtlSec', async (kind, name) => {
+    ['nxdomain', 'gone._domainkey.example.test', { kind: 'nxdomain' }],
+    ['nodata', 'mx.example.test', { kind: 'nodata' }],
+    // The records of an oversized answer are dropped, not cached: only their size is kept.
+    ['an answer over 16 KB', 'huge._domainkey.example.test', { kind: 'too_large', bytes: 17_020 }],
+  ])('caches %s for negativeTtlSec, not cacheTtlSec', async (_kind, name, outcome) => {
     let now = 0;
     const resolver = resolverFor(dns.server, { cacheTtlSec: 10, negativeTtlSec: 100, nowMs: () => now });
-    expect(await resolver.lookupTxt(name)).toEqual({ kind });
+    expect(await resolver.lookupTxt(name)).toEqual(outcome);
     now += 99_000;
-    expect(await resolver.lookupTxt(name)).toEqual({ kind });
+    expect(await resolver.lookupTxt(name)).toEqual(outcome);
     expect(resolver.stats()).toEqual({ hits: 1, misses: 1 });
     now += 1_000;
-    expect(await resolver.lookupTxt(name)).toEqual({ kind });
+    expect(await resolver.lookupTxt(name)).toEqual(outcome);
     expect(resolver.stats()).toEqual({ hits: 1, misses: 2 });
   });
 
