@@ -5,9 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { findOurAuthResults, removeFields } from '../../src/auth-results/remove-auth-results.js';
-import { checkDnsServer, parseCidr } from '../../src/config/address-syntax.js';
+import { checkDnsServer, checkHost, parseCidr, parseIpBytes } from '../../src/config/address-syntax.js';
 import { defaultConfig } from '../../src/config/defaults.js';
-import { parseDomainName } from '../../src/config/dkim-syntax.js';
+import { checkIdentityTemplate, checkKeyTemplate, checkSelector, parseDomainName } from '../../src/config/dkim-syntax.js';
 import { applyEnvironment } from '../../src/config/environment-overrides.js';
 import { parseConfigText } from '../../src/config/parse-config-text.js';
 import { parseHeaderList } from '../../src/dkim/header-selection.js';
@@ -26,6 +26,8 @@ import { hasOnlyCrlf, toCrlf } from '../../src/mail/line-endings.js';
 import { parseEhloCapabilities } from '../../src/relay/ehlo-capabilities.js';
 import { createSmtpReplyParser, type SmtpReplyEvent } from '../../src/relay/smtp-reply.js';
 import { parseUsersFile } from '../../src/smtp/users-file.js';
+import { KeyLoadError, parsePrivateKeyPem } from '../../src/keys/load-private-key.js';
+import { parseQueuedAs } from '../../src/observability/message-log.js';
 import { fuzzParams, loadFuzzCorpus } from '../helpers/fuzz-budget.js';
 
 const CORPUS = loadFuzzCorpus();
@@ -156,8 +158,32 @@ const TARGETS: Target[] = [
       for (const parsed of [parseCidr(value), parseDomainName(value), parseServerAddress(value)]) {
         if (parsed.kind === 'error') expectReason(parsed.reason);
       }
-      const problem = checkDnsServer(value);
-      if (problem !== null) expectReason(problem);
+      for (const problem of [checkDnsServer(value), checkHost(value), checkSelector(value), checkKeyTemplate(value), checkIdentityTemplate(value)]) {
+        if (problem !== null) expectReason(problem);
+      }
+      const ip = parseIpBytes(value);
+      if (ip !== null) expect([4, 16]).toContain(ip.length);
+    },
+  },
+  {
+    name: "next hop's queue id in its 250 reply",
+    run: (bytes) => {
+      const id = parseQueuedAs(utf8(bytes));
+      if (id !== null) expect(id.length).toBeGreaterThan(0);
+    },
+  },
+  {
+    // A key file is the operator's, read at start-up: a bad one is a KeyLoadError naming the file, nothing else.
+    name: 'private key PEM',
+    run: (bytes) => {
+      for (const pem of [utf8(bytes), `-----BEGIN PRIVATE KEY-----\n${utf8(bytes)}\n-----END PRIVATE KEY-----\n`]) {
+        try {
+          parsePrivateKeyPem(pem, 'fuzz.pem');
+        } catch (error) {
+          expect(error).toBeInstanceOf(KeyLoadError);
+          expect((error as Error).message).toContain('fuzz.pem');
+        }
+      }
     },
   },
   {
