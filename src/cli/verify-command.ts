@@ -32,8 +32,8 @@ The options below override it; --config /dev/null ignores any file.
   --dns-zone FILE      static TXT records in master-file form, asked first (repeatable)
   --now UNIX           verification time, for x= and t= checks
   --allow-sha1         accept rsa-sha1 signatures (RFC 8301 forbids them by default)
-  --min-key-bits N     RSA keys under N bits yield policy (default verify.min_key_bits, 1024)
-  --max-signatures N   signatures evaluated, from the top (default verify.max_signatures, 5)
+  --min-key-bits N     RSA keys under N bits yield policy (default verify.min_key_bits, 1024; at most 8192)
+  --max-signatures N   signatures evaluated, from the top (default verify.max_signatures, 5; at most 1000)
 `;
 
 function positiveInt(flag: string, value: string | undefined, fallback: number, max: number): number {

@@ -123,6 +123,8 @@ describe('dkimgate command-line errors', () => {
     [['verify', '--bogus'], 2, /bogus/],
     [['verify', '/nonexistent/message.eml'], 1, /\/nonexistent\/message\.eml: cannot read message: no such file/],
     [['verify', '--now', 'yesterday'], 2, /--now yesterday/],
+    [['verify', '--min-key-bits', '16384'], 2, /--min-key-bits 16384: expected a whole number from 1 to 8192/],
+    [['verify', '--max-signatures', '5000'], 2, /--max-signatures 5000: expected a whole number from 1 to 1000/],
     [['verify', '--dns-server', 'not a server'], 2, /--dns-server/],
     [['frobnicate'], 2, /unknown command "frobnicate"/],
   ])('dkimgate %j exits %i with one clear line', async (args, status, message) => {
