@@ -52,7 +52,7 @@ export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onH
   // Once refused, the rest of the stream is read and dropped so that the client gets our reply.
   let failure: ReceiveOutcome | null = null;
 
-  /** Frames the complete header section; null when it has too many fields. */
+  /** Frames the complete header section and starts the body; the refusal instead when it has too many fields. */
   const startBody = (headerBuf: Buffer): ReceiveOutcome | null => {
     if (countHeaderFields(headerBuf, opts.maxHeaderFields) > opts.maxHeaderFields) return { kind: 'refused', reason: 'too_many_header_fields' };
     header = headerBuf;
