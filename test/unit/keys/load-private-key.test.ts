@@ -4,6 +4,7 @@ import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nodeForUser } from '../../helpers/node-for-user.js';
 import { KeyLoadError, loadPrivateKey, type KeyLoadErrorCode } from '../../../src/keys/load-private-key.js';
 
 let dir = '';
@@ -117,7 +118,7 @@ describe('loadPrivateKey', () => {
     await chmod(dir, 0o755);
     const loader = new URL('../../../dist/keys/load-private-key.js', import.meta.url).href;
     const script = `import(${JSON.stringify(loader)}).then((m) => m.loadPrivateKey(${JSON.stringify(path)})).then(() => console.log('loaded'), (e) => console.log(e.code + ': ' + e.message))`;
-    const run = spawnSync(process.execPath, ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8' });
+    const run = spawnSync(nodeForUser(65534, 65534), ['-e', script], { uid: 65534, gid: 65534, encoding: 'utf8' });
     expect(run.stderr).toBe('');
     expect(run.stdout.trim()).toBe(`unreadable: private key ${path} is not readable by uid 65534; make it readable by the user dkimgate runs as (e.g. chown it to that user and chmod 600)`);
   });
