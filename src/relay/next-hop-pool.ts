@@ -1,7 +1,8 @@
-// Reuse of next-hop connections: idle ones are checked with RSET before they are handed out, and expire with QUIT.
+// Reuse of next-hop connections: a connection whose transaction ended cleanly goes back idle as it is (no RSET round
+// trip: nothing is open on it), a dirty one only after RSET got 250; idle ones expire with QUIT.
 // Touches: connections opened with connectNextHop; drops one the next hop closed while idle, never hands it out.
 
-import { connectNextHop, type ConnectOutcome, type NextHopConnection, type NextHopOptions } from './next-hop-connection.js';
+import { connectNextHop, type ConnectOutcome, type NextHopConnection, type NextHopOptions, type ReplyOutcome } from './next-hop-connection.js';
 
 export type NextHopPoolLimits = {
   /** Most idle connections kept; a connection released beyond that gets QUIT. */
@@ -17,15 +18,25 @@ export type NextHopPoolStats = {
   created: number;
   /** Acquisitions served by an idle connection. */
   reused: number;
-  /** Connections dropped because the next hop closed them, or they failed their RSET. */
+  /** Connections dropped because the next hop closed them (seen while idle or at their first command), or they failed their RSET. */
   dropped: number;
   /** Idle connections closed after idleTimeoutMs. */
   expired: number;
 };
 
+/** What begin() did: the connection and the reply to the first command, or why no connection could be had. */
+export type BeginOutcome = { kind: 'ok'; connection: NextHopConnection; reply: ReplyOutcome } | Exclude<ConnectOutcome, { kind: 'ok' }>;
+
 export type NextHopPool = {
-  /** An idle connection that answered RSET with 250, else a new one. Never rejects. */
+  /** The most recently used idle connection, else a new one. Never rejects. */
   acquire(): Promise<ConnectOutcome>;
+  /**
+   * Acquires a connection and sends the transaction's first command on it (MAIL FROM). When a reused connection
+   * turns out to be dead at that command — lost before a reply, or a 421: the next hop closed it while it sat idle —
+   * it is dropped and the command goes on the next one (a new connection at the latest): MAIL has no effect on a
+   * connection that is gone. Never rejects.
+   */
+  begin(first: (connection: NextHopConnection) => Promise<ReplyOutcome>): Promise<BeginOutcome>;
   /**
    * Gives a connection back. 'clean': its transaction finished (or never began) — kept idle if reusable.
    * 'dirty': a transaction may be open — RSET first, kept only on 250. Never rejects.
@@ -91,29 +102,65 @@ export function createNextHopPool(opts: NextHopOptions, limits: NextHopPoolLimit
     idle.push({ connection, timer });
   }
 
-  async function acquire(): Promise<ConnectOutcome> {
-    // most recently used first: the likeliest to be alive; at most the idle ones present now are tried
+  /** The most recently used idle connection that still looks alive (the likeliest to be), or null. */
+  function takeReusable(): NextHopConnection | null {
     for (let entry = idle.pop(); entry !== undefined; entry = idle.pop()) {
       clearTimeout(entry.timer);
-      const connection = entry.connection;
-      if (connection.reusable) {
-        leased.add(connection);
-        const check = await resetChecked(connection);
-        if (check && connection.reusable) {
-          counts.reused += 1;
-          return { kind: 'ok', connection };
-        }
-        leased.delete(connection);
+      if (entry.connection.reusable) {
+        leased.add(entry.connection);
+        return entry.connection;
       }
       counts.dropped += 1;
-      connection.close();
+      entry.connection.close();
     }
+    return null;
+  }
+
+  async function connectNew(): Promise<ConnectOutcome> {
     const outcome = await connectNextHop(opts);
     if (outcome.kind === 'ok') {
       counts.created += 1;
       leased.add(outcome.connection);
     }
     return outcome;
+  }
+
+  async function acquire(): Promise<ConnectOutcome> {
+    const reused = takeReusable();
+    if (reused !== null) {
+      counts.reused += 1;
+      return { kind: 'ok', connection: reused };
+    }
+    return connectNew();
+  }
+
+  async function begin(first: (connection: NextHopConnection) => Promise<ReplyOutcome>): Promise<BeginOutcome> {
+    // at most the idle connections present now are tried, then one new connection
+    for (let reused = takeReusable(); reused !== null; reused = takeReusable()) {
+      const reply = await sendFirst(reused, first);
+      const dead = reply.kind === 'lost' || (reply.kind === 'reply' && reply.reply.code === 421);
+      if (!dead) {
+        counts.reused += 1;
+        return { kind: 'ok', connection: reused, reply };
+      }
+      leased.delete(reused);
+      counts.dropped += 1;
+      reused.close();
+    }
+    const outcome = await connectNew();
+    if (outcome.kind !== 'ok') return outcome;
+    return { kind: 'ok', connection: outcome.connection, reply: await sendFirst(outcome.connection, first) };
+  }
+
+  /** `first` on a leased connection; if it throws (a caller bug), the connection is closed, not leaked. */
+  async function sendFirst(connection: NextHopConnection, first: (connection: NextHopConnection) => Promise<ReplyOutcome>): Promise<ReplyOutcome> {
+    try {
+      return await first(connection);
+    } catch (err) {
+      leased.delete(connection);
+      connection.close();
+      throw err;
+    }
   }
 
   async function release(connection: NextHopConnection, state: 'clean' | 'dirty'): Promise<void> {
@@ -148,7 +195,7 @@ export function createNextHopPool(opts: NextHopOptions, limits: NextHopPoolLimit
     return { idle: idle.length, inUse: leased.size, ...counts };
   }
 
-  return { acquire, release, closeAll, stats };
+  return { acquire, begin, release, closeAll, stats };
 }
 
 /** RSET answered with 250. False for any other outcome, and for a connection still busy with a command (a caller bug). */

@@ -119,7 +119,8 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     endTransaction(state, false);
     if (deps.draining()) return callback(replyError(REPLIES.shuttingDown));
     void (async () => {
-      const acquired = await deps.pool().acquire();
+      const params = growDeclaredSize(address.args || {}, deps.runtime.get().addedHeaderBytes);
+      const acquired = await deps.pool().begin((connection) => connection.mailFrom(address.address, params));
       if (acquired.kind !== 'ok') {
         // No message line will say it (no transaction began): the operator reads it here.
         const detail = acquired.kind === 'refused' ? { code: acquired.reply.code, enhanced: acquired.reply.enhanced, text: acquired.reply.text } : acquired;
@@ -127,7 +128,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         return callback(counted(connectFailureVerdict(acquired)));
       }
       const connection = acquired.connection;
-      const sent = await connection.mailFrom(address.address, growDeclaredSize(address.args || {}, deps.runtime.get().addedHeaderBytes));
+      const sent = acquired.reply;
       if (sent.kind !== 'reply') {
         void deps.pool().release(connection, 'dirty');
         return callback(counted(commandFailureVerdict(sent)));

@@ -58,8 +58,22 @@ describe('createNextHopPool', () => {
     expect(server.messages).toHaveLength(20);
     expect(server.messages.map((m) => m.data.toString())).toEqual(Array.from({ length: 20 }, (_, n) => `Subject: message ${n}\r\n\r\nbody ${n}\r\n`));
     expect(pool.stats()).toEqual({ idle: 1, inUse: 0, created: 1, reused: 19, dropped: 0, expired: 0 });
-    // every reuse was checked with RSET first
-    expect(server.commands.filter((c) => c.line === 'RSET')).toHaveLength(19);
+    // a transaction that ended cleanly leaves nothing open: no RSET round trip before the next one
+    expect(server.commands.filter((c) => c.line === 'RSET')).toHaveLength(0);
+  });
+
+  it('begins each transaction on the idle connection with MAIL FROM alone', async () => {
+    const { server, pool } = await setUp();
+    for (let n = 0; n < 3; n++) {
+      const begun = await pool.begin((c) => c.mailFrom('sender@example.org', {}));
+      if (begun.kind !== 'ok') throw new Error(JSON.stringify(begun));
+      expect(begun.reply).toMatchObject({ kind: 'reply', reply: { code: 250 } });
+      expect(await begun.connection.rcptTo('rcpt@example.net', {})).toMatchObject({ kind: 'reply', reply: { code: 250 } });
+      expect(await begun.connection.data([Buffer.from(`Subject: ${n}\r\n\r\nbody\r\n`)], 1)).toMatchObject({ kind: 'replies' });
+      await pool.release(begun.connection, 'clean');
+    }
+    expect(server.connectionCount()).toBe(1);
+    expect(server.commands.map((c) => c.line.split(':')[0])).toEqual(['EHLO dkimgate.test', ...Array(3).fill(['MAIL FROM', 'RCPT TO', 'DATA']).flat()]);
   });
 
   it('drops an idle connection the next hop closed and hands out a new one', async () => {
@@ -76,16 +90,47 @@ describe('createNextHopPool', () => {
     expect(server.connectionCount()).toBe(2);
   });
 
-  it('never hands out a connection that died just before acquire (the RSET check catches it)', async () => {
+  it('moves MAIL FROM to a new connection when the idle one died just before begin', async () => {
     const { server, pool } = await setUp();
     const first = await acquired(pool);
     await pool.release(first, 'clean');
     server.dropConnections();
-    const second = await acquired(pool); // no wait: the close may not have been seen yet
-    await deliver(second, 1);
+    // no wait: the close may not have been seen yet, then MAIL FROM finds the connection gone
+    const begun = await pool.begin((c) => c.mailFrom('sender@example.org', {}));
+    if (begun.kind !== 'ok') throw new Error(JSON.stringify(begun));
+    expect(begun.reply).toMatchObject({ kind: 'reply', reply: { code: 250 } });
+    expect(begun.connection).not.toBe(first);
+    expect(await begun.connection.rcptTo('rcpt@example.net', {})).toMatchObject({ kind: 'reply', reply: { code: 250 } });
+    expect(await begun.connection.data([Buffer.from('Subject: 1\r\n\r\nbody\r\n')], 1)).toMatchObject({ kind: 'replies', replies: [{ code: 250 }] });
     expect(server.messages).toHaveLength(1);
     expect(server.connectionCount()).toBe(2);
     expect(pool.stats()).toMatchObject({ created: 2, dropped: 1 });
+  });
+
+  it('moves MAIL FROM to a new connection when the idle one answers it with 421', async () => {
+    let mails = 0;
+    // the first connection's first MAIL is answered 421 (the next hop closing an idle channel); later ones 250
+    const { server, pool } = await setUp({ onMailFrom: () => (++mails === 2 ? { code: 421, message: 'idle too long' } : null) });
+    const c0 = await acquired(pool);
+    await deliver(c0, 1);
+    await pool.release(c0, 'clean');
+    const begun = await pool.begin((c) => c.mailFrom('sender@example.org', {}));
+    if (begun.kind !== 'ok') throw new Error(JSON.stringify(begun));
+    expect(begun.reply).toMatchObject({ kind: 'reply', reply: { code: 250 } });
+    expect(begun.connection).not.toBe(c0);
+    expect(pool.stats()).toMatchObject({ created: 2, dropped: 1 });
+    expect(server.connectionCount()).toBe(2);
+  });
+
+  it('passes a refusal of MAIL FROM on a reused connection through, on that connection', async () => {
+    const { server, pool } = await setUp({ onMailFrom: (address) => (address.startsWith('bad') ? { code: 550, message: 'sender refused' } : null) });
+    const c0 = await acquired(pool);
+    await pool.release(c0, 'clean');
+    const begun = await pool.begin((c) => c.mailFrom('bad@example.org', {}));
+    if (begun.kind !== 'ok') throw new Error(JSON.stringify(begun));
+    expect(begun.reply).toMatchObject({ kind: 'reply', reply: { code: 550 } });
+    expect(begun.connection).toBe(c0);
+    expect(server.connectionCount()).toBe(1);
   });
 
   it('drops an idle connection that the next hop timed out with 421', async () => {
