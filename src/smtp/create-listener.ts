@@ -60,6 +60,8 @@ function toLogReply(reply: SmtpReply): NextHopReply {
 
 export function createListener(index: number, listener: ListenerConfig, deps: ListenerDeps): SMTPServer {
   installSmtpServerAdapter();
+  // os.tmpdir() reads the environment on every call: once per listener is enough
+  const systemTmpDir = tmpdir();
   const sessions = new Map<string, SessionState>();
   const label = `${listener.protocol}://${listener.host}:${listener.port}`;
   const lmtp = listener.protocol === 'lmtp';
@@ -246,7 +248,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
           maxHeaderFields: cfg.limits.maxHeaderFields,
           maxMessageBytes: cfg.limits.maxMessageSize,
           spillThresholdBytes: cfg.limits.spillThreshold,
-          spoolDir: cfg.limits.spoolDir ?? tmpdir(),
+          spoolDir: cfg.limits.spoolDir ?? systemTmpDir,
           lineEndings: listener.lineEndings,
         },
         (framed) => {
