@@ -1,4 +1,4 @@
-// Two things smtp-server cannot be told through its options, added to its connection class:
+// Things smtp-server cannot be told through its options, added to its connection class:
 // 1. our enhanced status codes (RFC 3463/7372) instead of its guess from the reply code alone (it
 //    maps every 451 to 4.3.0 and every 550 to 5.1.1, but our 451 may be 4.4.1 and our 550 5.7.20):
 //    a reply text starting with "x.y.z " carries the code to use;
@@ -7,6 +7,10 @@
 // 3. XFORWARD trusted by CIDR block (its useXForward takes exact addresses only): a server option
 //    `proxyAllowed(address)` decides, so XFORWARD is advertised only to trusted peers and others get
 //    550 5.7.1 (interface.md §4).
+// 4. replies to pipelined commands leave in one write (RFC 2920 §3.1: a server may hold its replies while
+//    the client's pipelined commands are being processed): a 250 or 354 is held (socket corked) while
+//    the next command, already dispatched, is still being answered, and flushed once the server waits
+//    for the client. MAIL, RCPT and DATA then cost one write instead of three on loopback.
 // Touches: SMTPConnection.prototype of the smtp-server version we pin (checked by integration tests).
 
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
@@ -37,6 +41,38 @@ interface ConnectionInternals {
   _server: { options: ProxyAllowedOption & { allowInsecureAuth?: boolean } };
 }
 
+/** Most reply bytes held corked: smtp-server waits for 'drain' past the socket's high-water mark. */
+const MAX_HELD_REPLY_BYTES = 4096;
+
+interface ReplyHold {
+  /** We corked the socket and owe it one uncork. */
+  corked: boolean;
+  /** A flush check is queued for the next tick. */
+  checking: boolean;
+  /** A command was dispatched after the last reply and has not been answered yet. */
+  awaitingReply: boolean;
+}
+
+type HoldingConnection = { _socket?: import('node:net').Socket; _upgrading?: boolean; __replyHold?: ReplyHold };
+
+function holdOf(conn: HoldingConnection): ReplyHold {
+  return (conn.__replyHold ??= { corked: false, checking: false, awaitingReply: false });
+}
+
+function releaseHeld(conn: HoldingConnection): void {
+  const hold = holdOf(conn);
+  if (!hold.corked) return;
+  hold.corked = false;
+  conn._socket?.uncork();
+}
+
+/** Next tick after a reply: flush unless the client's next pipelined command is being answered (its reply joins). */
+function checkHeld(conn: HoldingConnection): void {
+  const hold = holdOf(conn);
+  hold.checking = false;
+  if (!hold.awaitingReply) releaseHeld(conn);
+}
+
 let installed = false;
 
 export function installSmtpServerAdapter(): void {
@@ -49,8 +85,34 @@ export function installSmtpServerAdapter(): void {
     if (command === 'XFORWARD' && decide) return originalAllowed.call(this, command, option) && decide(this._originalRemoteAddress);
     return originalAllowed.call(this, command, option);
   };
-  const original = proto.send;
+  const protoCommands = SMTPConnection.prototype as unknown as { _onCommand(this: HoldingConnection, command: Buffer, callback?: () => void): void };
+  const originalOnCommand = protoCommands._onCommand;
+  protoCommands._onCommand = function onCommand(this: HoldingConnection, command, callback) {
+    holdOf(this).awaitingReply = true;
+    return originalOnCommand.call(this, command, callback);
+  };
+  const originalSend = proto.send;
   proto.send = function send(code, data, context) {
+    const conn = this as unknown as HoldingConnection;
+    const hold = holdOf(conn);
+    hold.awaitingReply = false;
+    const socket = conn._socket;
+    const open = socket !== undefined && !socket.destroyed && socket.readyState === 'open' && !conn._upgrading;
+    // only the transaction's positive replies wait; anything else (errors, 220 before TLS, 221, 421) goes out now
+    const holdable = open && (code === 250 || code === 354) && !Array.isArray(data);
+    if (holdable && !hold.corked) {
+      socket!.cork();
+      hold.corked = true;
+    }
+    sendOriginal.call(this, code, data, context);
+    if (!hold.corked) return;
+    if (!holdable || (socket?.writableLength ?? 0) >= MAX_HELD_REPLY_BYTES) return releaseHeld(conn);
+    if (!hold.checking) {
+      hold.checking = true;
+      process.nextTick(checkHeld, conn);
+    }
+  };
+  const sendOriginal: Send = function sendWithCodes(code, data, context) {
     const self = this as unknown as ConnectionInternals;
     if (code === 250 && Array.isArray(data) && !self.secure && !self._server.options.allowInsecureAuth) {
       data = (data as unknown[]).filter((line, i) => i === 0 || typeof line !== 'string' || !/^AUTH\b/i.test(line));
@@ -58,10 +120,10 @@ export function installSmtpServerAdapter(): void {
     const useEnhanced = (this as unknown as { _useEnhancedStatusCodes(): boolean })._useEnhancedStatusCodes();
     if (typeof data === 'string') {
       const m = LEADING_CODE.exec(data);
-      if (m) return original.call(this, code, useEnhanced ? data : m[2], false);
+      if (m) return originalSend.call(this, code, useEnhanced ? data : m[2], false);
     }
     const override = overrideFor(code, data, context);
-    if (override && typeof data === 'string') return original.call(this, code, useEnhanced ? `${override} ${data}` : data, false);
-    return original.call(this, code, data, context);
+    if (override && typeof data === 'string') return originalSend.call(this, code, useEnhanced ? `${override} ${data}` : data, false);
+    return originalSend.call(this, code, data, context);
   };
 }
