@@ -1,5 +1,7 @@
 // Holds a message body while it arrives: in memory up to a threshold, then in a temporary file, so
-// memory stays bounded with hundreds of concurrent clients.
+// memory stays bounded with hundreds of concurrent clients. Two bounds: a body over the threshold moves
+// whole to its file (its first bytes do not stay behind in memory), and all bodies in memory together
+// stay under a process-wide budget — past it, new bytes spill at once whatever the threshold.
 // Touches: one temporary file (mode 0600) per large message, removed by dispose().
 
 import { randomBytes } from 'node:crypto';
@@ -8,7 +10,19 @@ import { join } from 'node:path';
 
 export type SpoolWriteOutcome = { kind: 'ok' } | { kind: 'failed'; reason: 'disk_full' | 'io_error'; detail: string };
 
-const READ_BYTES = 256 * 1024;
+/** Bytes per read when a spilled body is relayed: bounded, since hundreds of bodies may be relayed at once. */
+const READ_BYTES = 64 * 1024;
+
+/** Body bytes all spools in this process may hold in memory together (500 clients × 256 KB would be 128 MB). */
+export const SPOOL_MEMORY_BUDGET_BYTES = 32 * 1024 * 1024;
+
+/** Body bytes held in memory now, across every spool. */
+let memoryInUse = 0;
+
+/** Body bytes held in memory across all spools (for tests and metrics). */
+export function spoolMemoryInUse(): number {
+  return memoryInUse;
+}
 
 export class BodySpool {
   private chunks: Buffer[] = [];
@@ -20,6 +34,7 @@ export class BodySpool {
   constructor(
     private readonly thresholdBytes: number,
     private readonly dir: string,
+    private readonly memoryBudgetBytes = SPOOL_MEMORY_BUDGET_BYTES,
   ) {}
 
   get size(): number {
@@ -33,20 +48,25 @@ export class BodySpool {
   /** Appends bytes (the caller may reuse `chunk` afterwards only if it copies: we keep a reference). */
   async write(chunk: Buffer): Promise<SpoolWriteOutcome> {
     if (chunk.length === 0) return { kind: 'ok' };
-    if (this.file === null && this.memoryBytes + chunk.length <= this.thresholdBytes) {
+    if (this.file === null && this.memoryBytes + chunk.length <= this.thresholdBytes && memoryInUse + chunk.length <= this.memoryBudgetBytes) {
       this.chunks.push(chunk);
       this.memoryBytes += chunk.length;
+      memoryInUse += chunk.length;
       return { kind: 'ok' };
     }
     try {
       if (this.file === null) {
         this.path = join(this.dir, `dkimgate-${process.pid}-${randomBytes(8).toString('hex')}.spool`);
         this.file = await open(this.path, 'wx+', 0o600);
+        // the bytes held so far go first, so that the body is in one place and their memory is freed
+        const held = this.chunks;
+        this.releaseMemory();
+        for (const part of held) {
+          const failed = await this.append(part);
+          if (failed) return failed;
+        }
       }
-      const { bytesWritten } = await this.file.write(chunk, 0, chunk.length, this.fileBytes);
-      if (bytesWritten !== chunk.length) return { kind: 'failed', reason: 'disk_full', detail: 'short write to the spool file' };
-      this.fileBytes += chunk.length;
-      return { kind: 'ok' };
+      return (await this.append(chunk)) ?? { kind: 'ok' };
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       const reason = code === 'ENOSPC' || code === 'EDQUOT' ? 'disk_full' : 'io_error';
@@ -54,7 +74,20 @@ export class BodySpool {
     }
   }
 
-  /** The body from the start: memory chunks, then the file in large reads. */
+  private async append(chunk: Buffer): Promise<SpoolWriteOutcome | null> {
+    const { bytesWritten } = await this.file!.write(chunk, 0, chunk.length, this.fileBytes);
+    if (bytesWritten !== chunk.length) return { kind: 'failed', reason: 'disk_full', detail: 'short write to the spool file' };
+    this.fileBytes += chunk.length;
+    return null;
+  }
+
+  private releaseMemory(): void {
+    memoryInUse -= this.memoryBytes;
+    this.chunks = [];
+    this.memoryBytes = 0;
+  }
+
+  /** The body from the start: memory chunks (a body that never spilled), else the file in bounded reads. */
   async *read(): AsyncGenerator<Buffer> {
     yield* this.chunks;
     if (this.file === null) return;
@@ -74,8 +107,7 @@ export class BodySpool {
   }
 
   async dispose(): Promise<void> {
-    this.chunks = [];
-    this.memoryBytes = 0;
+    this.releaseMemory();
     const file = this.file;
     const path = this.path;
     this.file = null;

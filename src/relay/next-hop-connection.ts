@@ -49,7 +49,8 @@ export type DataOutcome =
   | { kind: 'lost'; during: string; detail: string; afterEndOfData: boolean; received: SmtpReply[] };
 
 /** Message bytes buffered (corked) before they are handed to the kernel in one writev. */
-const FLUSH_BYTES = 256 * 1024;
+/** Bounded: hundreds of messages may be relayed at once, each holding this much in its socket's buffer. */
+const FLUSH_BYTES = 64 * 1024;
 const HELO_NAME_RE = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\]|\[IPv6:[0-9A-Fa-f:.]+\])$/;
 const ADDRESS_UNSAFE_RE = /[\x00-\x1f\x7f<>]/;
 const GREETING_HOST_RE = /^[A-Za-z0-9._:\[\]-]{1,255}$/;

@@ -1,0 +1,70 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { BodySpool, spoolMemoryInUse } from '../../../src/pipeline/body-spool.js';
+
+let dir = '';
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'dkimgate-spool-test-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function readAll(spool: BodySpool): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of spool.read()) parts.push(part);
+  return Buffer.concat(parts);
+}
+
+const bytes = (n: number, fill: string) => Buffer.alloc(n, fill);
+
+describe('BodySpool', () => {
+  it('keeps a body under the threshold in memory and counts it against the shared budget until disposed', async () => {
+    const before = spoolMemoryInUse();
+    const spool = new BodySpool(1000, dir);
+    expect(await spool.write(bytes(600, 'a'))).toEqual({ kind: 'ok' });
+    expect(spool.spilled).toBe(false);
+    expect(spoolMemoryInUse() - before).toBe(600);
+    expect(await readAll(spool)).toEqual(bytes(600, 'a'));
+    await spool.dispose();
+    expect(spoolMemoryInUse()).toBe(before);
+  });
+
+  it('moves a body that outgrows the threshold whole to its file: no bytes stay behind in memory', async () => {
+    const before = spoolMemoryInUse();
+    const spool = new BodySpool(1000, dir);
+    await spool.write(bytes(600, 'a'));
+    await spool.write(bytes(300, 'b'));
+    expect(await spool.write(bytes(500, 'c'))).toEqual({ kind: 'ok' });
+    expect(spool.spilled).toBe(true);
+    expect(spool.memoryChunks()).toBeNull();
+    expect(spoolMemoryInUse()).toBe(before);
+    expect(spool.size).toBe(1400);
+    expect(await readAll(spool)).toEqual(Buffer.concat([bytes(600, 'a'), bytes(300, 'b'), bytes(500, 'c')]));
+    expect(await readdir(dir)).toHaveLength(1);
+    await spool.dispose();
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('spills a small body at once when the bodies in memory together would pass the budget', async () => {
+    const before = spoolMemoryInUse();
+    const budget = before + 1000;
+    const first = new BodySpool(800, dir, budget);
+    await first.write(bytes(800, 'a'));
+    const second = new BodySpool(800, dir, budget);
+    await second.write(bytes(300, 'b'));
+    expect(first.spilled).toBe(false);
+    expect(second.spilled).toBe(true);
+    expect(await readAll(second)).toEqual(bytes(300, 'b'));
+    await first.dispose();
+    await second.dispose();
+    // with the budget free again, a small body stays in memory
+    const third = new BodySpool(800, dir, budget);
+    await third.write(bytes(300, 'c'));
+    expect(third.spilled).toBe(false);
+    await third.dispose();
+    expect(spoolMemoryInUse()).toBe(before);
+  });
+});
