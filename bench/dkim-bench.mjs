@@ -4,13 +4,17 @@
 //
 // Usage: npm run bench  (= npm run build && node --expose-gc bench/dkim-bench.mjs)
 //   node --expose-gc bench/dkim-bench.mjs [--quick] [--check] [--only sign|verify] [--sizes 2k,20k,200k,2m]
-//        [--kinds text,mime] [--rounds N] [--round-ms MS] [--gc cell|round|slice|off] [--no-ours]
+//        [--kinds text,mime] [--rounds N] [--round-ms MS] [--gc cell|round|slice|off] [--no-ours] [--same-process]
 //   node --cpu-prof bench/dkim-bench.mjs --profile-ours sign-2m[-mime] [--seconds 5]
 //
 // Method: per cell (op × size × message kind), warm up each implementation, then R rounds; in each round
 // ours, mailauth and the limit each run ≥ round-ms in 4 interleaved slices (order rotated per slice and
-// round), one message at a time (sequential awaits). Wall time (hrtime)
-// and process.cpuUsage() (user+system, all threads) per slice, summed per round. Reported: medians and
+// round), one message at a time (sequential awaits). Each implementation runs in its own child process
+// (this script with --worker NAME; the parent sends it the inputs and asks for one slice at a time, so
+// the slices still interleave in time): one implementation's garbage (mailauth allocates tens of MB
+// per 2 MB message) is then not collected during another's slice. --same-process runs all three in
+// this process, as before. Wall time (hrtime)
+// and process.cpuUsage() (user+system, all threads of the process timing) per slice, summed per round. Reported: medians and
 // min–max over rounds; ratios are medians of the per-round ratios of messages/s (the three measurements
 // of a round interleave in time, so pairing them cancels most of the noise of a shared machine).
 // gc (when exposed) runs once per cell, before the warm-up, not between rounds: a forced full gc makes
@@ -22,7 +26,9 @@
 
 import crypto from 'node:crypto';
 import os from 'node:os';
+import { fork } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { createMessage, KINDS, SIZES } from './messages.mjs';
 
 const require = createRequire(import.meta.url);
@@ -34,13 +40,13 @@ process.stdout.on('error', (err) => process.exit(err.code === 'EPIPE' ? 0 : 2));
 
 const USAGE =
   'usage: dkim-bench.mjs [--quick] [--check] [--only sign|verify] [--sizes 2k,20k,200k,2m] [--kinds text,mime]\n' +
-  '                      [--rounds N] [--round-ms MS] [--gc cell|round|slice|off] [--no-ours]\n' +
+  '                      [--rounds N] [--round-ms MS] [--gc cell|round|slice|off] [--no-ours] [--same-process]\n' +
   '       dkim-bench.mjs --profile-ours <sign|verify>-<2k|20k|200k|2m>[-text|-mime] [--seconds S]';
 
 function parseArgs(argv) {
   const o = {
     quick: false, check: false, ops: ['sign', 'verify'], sizes: Object.keys(SIZES), kinds: [...KINDS],
-    rounds: null, roundMs: null, gc: 'cell', noOurs: false, profile: null, seconds: 5,
+    rounds: null, roundMs: null, gc: 'cell', noOurs: false, profile: null, seconds: 5, sameProcess: false, worker: null,
   };
   const value = (i, flag) => {
     const v = argv[i + 1];
@@ -53,6 +59,8 @@ function parseArgs(argv) {
       case '--quick': o.quick = true; break;
       case '--check': o.check = true; break;
       case '--no-ours': o.noOurs = true; break;
+      case '--same-process': o.sameProcess = true; break;
+      case '--worker': o.worker = value(i++, a); break; // internal: a child process timing one implementation
       case '--only': {
         const v = value(i++, a);
         if (v !== 'sign' && v !== 'verify') fail(`--only takes sign or verify, not ${v}`);
@@ -114,7 +122,10 @@ const NOW_SEC = 1767312000; // 2026-01-02T00:00:00Z, after every message's Date
 const HEADER_LIST_OURS = 'From:From:Reply-To:Subject:Date:To:Cc?:Message-ID?:MIME-Version?:Content-Type?';
 const HEADER_LIST_MAILAUTH = 'From:Reply-To:Subject:Date:To:Cc:Message-ID:MIME-Version:Content-Type';
 
-const { privateKey, publicKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+// The parent makes the key; its worker processes (--worker) get it through the environment.
+const { privateKey, publicKey } = process.env.DKIM_BENCH_KEY
+  ? { privateKey: crypto.createPrivateKey(process.env.DKIM_BENCH_KEY), publicKey: crypto.createPublicKey(process.env.DKIM_BENCH_KEY) }
+  : crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
 // mailauth takes a PEM and parses it on every message (that is how it is used; it cannot take a KeyObject)
 const PRIVATE_PEM = privateKey.export({ type: 'pkcs8', format: 'pem' });
 const TXT = `v=DKIM1; k=rsa; p=${publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`;
@@ -258,22 +269,33 @@ function stats(xs) {
 }
 
 /**
+ * A timer of one implementation for the current cell: in this process, or in a worker process.
+ * run(minMs, minCount) -> { n, wallMs, cpuMs }; gc() collects garbage (if exposed) where it runs.
+ */
+function localRunner(fn, input) {
+  return {
+    run: (minMs, minCount) => timedRun(fn, input, minMs, minCount),
+    gc: async () => gc?.(),
+  };
+}
+
+/**
  * Runs one cell: warm-up, then rounds. A round is `slices` short runs per implementation, interleaved
  * (order rotated per slice and per round), summed per implementation: each implementation's round spans
  * the same stretch of time, so a burst of load from other processes hits all three alike.
  */
-async function runCell(impls, input, o) {
-  const names = Object.keys(impls);
-  if (gc && gcAt !== 'off') gc();
-  for (const name of names) await timedRun(impls[name], input, o.warmMs, 3);
+async function runCell(runners, o) {
+  const names = Object.keys(runners);
+  if (gc && gcAt !== 'off') for (const name of names) await runners[name].gc();
+  for (const name of names) await runners[name].run(o.warmMs, 3);
   const runs = Object.fromEntries(names.map((n) => [n, []]));
   for (let r = 0; r < o.rounds; r++) {
-    if (gc && gcAt === 'round' && r > 0) gc();
+    if (gc && gcAt === 'round' && r > 0) for (const name of names) await runners[name].gc();
     const acc = Object.fromEntries(names.map((n) => [n, { n: 0, wallMs: 0, cpuMs: 0 }]));
     for (let s = 0; s < o.slices; s++) {
       for (let k = 0; k < names.length; k++) {
         const name = names[(k + r + s) % names.length];
-        const run = await timedRun(impls[name], input, o.roundMs / o.slices, 1);
+        const run = await runners[name].run(o.roundMs / o.slices, 1);
         acc[name].n += run.n;
         acc[name].wallMs += run.wallMs;
         acc[name].cpuMs += run.cpuMs;
@@ -285,6 +307,86 @@ async function runCell(impls, input, o) {
     }
   }
   return runs;
+}
+
+// ---------------------------------------------------------------- worker processes
+
+/** The timed function of implementation `name` for one cell (the limit's verify signs `input` first, untimed). */
+function cellFunction(impl, name, op, input) {
+  if (name === 'limit') return op === 'sign' ? impl.sign : impl.makeVerify(input);
+  return op === 'sign' ? impl.sign : impl.verify;
+}
+
+async function loadImpl(name) {
+  if (name === 'ours') return loadOurs();
+  if (name === 'mailauth') return loadMailauth();
+  if (name === 'limit') return createLimit();
+  throw new Error(`unknown implementation ${name}`);
+}
+
+/** Worker side (--worker NAME): one implementation, driven over IPC by the parent, one request at a time. */
+async function workerMain(name) {
+  const impl = await loadImpl(name);
+  let fn = null;
+  let input = null;
+  process.on('message', async (req) => {
+    try {
+      let reply = null;
+      if (req.cmd === 'cell') {
+        input = Buffer.from(req.input.buffer, req.input.byteOffset, req.input.byteLength);
+        fn = cellFunction(impl, name, req.op, input);
+      } else if (req.cmd === 'run') {
+        reply = await timedRun(fn, input, req.minMs, req.minCount);
+      } else if (req.cmd === 'gc') {
+        gc?.();
+      } else if (req.cmd === 'exit') {
+        process.exit(0);
+      }
+      process.send({ ok: true, reply });
+    } catch (err) {
+      process.send({ ok: false, error: String(err?.stack ?? err) });
+    }
+  });
+  process.send({ ok: true, reply: 'ready' });
+  // Runs until the parent says exit or goes away.
+  return new Promise((resolve) => process.on('disconnect', () => resolve(0)));
+}
+
+/** Parent side: a worker process for implementation `name`, with one request in flight at a time. */
+async function startWorker(name) {
+  const child = fork(fileURLToPath(import.meta.url), ['--worker', name, '--gc', gcAt], {
+    execArgv: ['--expose-gc'],
+    env: { ...process.env, DKIM_BENCH_KEY: privateKey.export({ type: 'pkcs8', format: 'pem' }) },
+    serialization: 'advanced',
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  let pending = null;
+  child.on('message', (m) => {
+    const p = pending;
+    pending = null;
+    if (!p) return;
+    if (m.ok) p.resolve(m.reply);
+    else p.reject(new Error(`worker ${name}: ${m.error}`));
+  });
+  child.on('exit', (code) => {
+    if (pending) pending.reject(new Error(`worker ${name} exited with code ${code}`));
+    pending = null;
+  });
+  const request = (req) =>
+    new Promise((resolve, reject) => {
+      pending = { resolve, reject };
+      if (req) child.send(req);
+    });
+  await request(null); // 'ready'
+  return {
+    name,
+    setCell: (op, input) => request({ cmd: 'cell', op, input }),
+    run: (minMs, minCount) => request({ cmd: 'run', minMs, minCount }),
+    gc: () => request({ cmd: 'gc' }),
+    stop: () => {
+      child.send({ cmd: 'exit' });
+    },
+  };
 }
 
 // ---------------------------------------------------------------- sanity
@@ -372,6 +474,7 @@ async function profile(o) {
 async function main() {
   const o = parseArgs(process.argv.slice(2));
   gcAt = o.gc;
+  if (o.worker) return workerMain(o.worker);
   if (o.profile) return profile(o);
 
   const started = Date.now();
@@ -388,7 +491,8 @@ async function main() {
     `dkim-bench: node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim() ?? '?'}), ` +
       `mailauth ${mailauthVersion}, RSA-2048 rsa-sha256 relaxed/relaxed\n` +
       `method: warm-up, then ${o.rounds} rounds; per round each implementation runs ≥ ${o.roundMs} ms in ${o.slices} ` +
-      `interleaved slices (order rotated), one message at a time; ` +
+      `interleaved slices (order rotated), one message at a time, ` +
+      `${o.sameProcess ? 'all in this process' : 'each implementation in its own process'}; ` +
       `gc ${!gc ? 'NOT exposed (run with --expose-gc)' : o.gc === 'off' ? 'off' : `before each ${o.gc === 'cell' ? "cell's warm-up" : o.gc}`}\n` +
       `load average at start: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (wall-clock figures suffer when other processes compete)\n` +
       (ours
@@ -402,15 +506,23 @@ async function main() {
     `${lpad('msg/s', 9)}  ${pad('(min–max)', 19)}${lpad('CPU ms/msg', 11)}  (min–max)`;
   process.stdout.write(`${hdr}\n${'-'.repeat(hdr.length + 8)}\n`);
 
+  const names = ours ? ['ours', 'mailauth', 'limit'] : ['mailauth', 'limit'];
+  const local = { ours, mailauth, limit };
+  const workers = o.sameProcess ? null : await Promise.all(names.map((name) => startWorker(name)));
   const results = [];
   for (const op of o.ops) {
     for (const { size, kind, msg } of cells) {
       const input = op === 'sign' ? msg : signed.get(`${size}/${kind}`);
-      const impls = {};
-      if (ours) impls.ours = op === 'sign' ? ours.sign : ours.verify;
-      impls.mailauth = op === 'sign' ? mailauth.sign : mailauth.verify;
-      impls.limit = op === 'sign' ? limit.sign : limit.makeVerify(input);
-      const runs = await runCell(impls, input, o);
+      const runners = {};
+      if (workers) {
+        for (const w of workers) {
+          await w.setCell(op, input);
+          runners[w.name] = w;
+        }
+      } else {
+        for (const name of names) runners[name] = localRunner(cellFunction(local[name], name, op, input), input);
+      }
+      const runs = await runCell(runners, o);
       for (const [name, rs] of Object.entries(runs)) {
         const rate = stats(rs.map((r) => r.rate));
         const cpu = stats(rs.map((r) => r.cpuPerMsg));
@@ -432,6 +544,8 @@ async function main() {
     }
     process.stdout.write('\n');
   }
+
+  for (const w of workers ?? []) w.stop();
 
   if (!ours) {
     process.stdout.write(`(--no-ours: no ratios) total ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
