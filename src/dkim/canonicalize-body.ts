@@ -1,8 +1,9 @@
 // Body canonicalization (RFC 6376 §3.4.3, §3.4.4) as streaming transforms on Buffers.
 // Input: untrusted body bytes in chunks of any size; output goes to `emit`; linear time, bounded memory.
 //
-// Speed: relaxed runs of whole lines go through a SIMD WebAssembly scan (wasm/relaxed-lines.ts) that
-// copies clean 16-byte blocks and is one hash update per chunk; short runs use Buffer.indexOf line by
+// Speed: relaxed runs of whole lines go, in slices of 64 KB, either straight to the hash when the slice
+// holds no SP or HT (base64 attachments), or through a SIMD WebAssembly scan (wasm/body-scan.ts) that
+// copies clean 16-byte blocks and is one hash update per slice; short runs use Buffer.indexOf line by
 // line and pass unchanged lines on as slices of the input. Partial lines at chunk edges take the
 // byte-at-a-time path. Never a string, never a second pass.
 
@@ -76,11 +77,14 @@ export class RelaxedBodyCanonicalizer implements BodyCanonicalizer {
   }
 
   /**
-   * [start, end) holds whole lines and the state is at a line start: canonicalize them in
-   * WebAssembly, in slices of about WASM_SLICE_BYTES so that the bytes are still in the CPU cache
-   * when the hash reads them.
+   * [start, end) holds whole lines and the state is at a line start: canonicalize them in slices
+   * of about WASM_SLICE_BYTES (in WebAssembly unless a slice has no WSP at all), so that the bytes
+   * are still in the CPU cache when the hash reads them.
    */
   private wholeLines(chunk: Buffer, start: number, end: number): void {
+    // The next SP and HT at or after the slice start (-1: none left), each found once for every slice it lies beyond.
+    let nextSp = -2;
+    let nextTab = -2;
     let s = start;
     while (s < end) {
       let e = end;
@@ -88,14 +92,17 @@ export class RelaxedBodyCanonicalizer implements BodyCanonicalizer {
         const cut = chunk.lastIndexOf(CRLF, s + WASM_SLICE_BYTES - 2);
         e = cut >= s ? cut + 2 : chunk.indexOf(CRLF, s + WASM_SLICE_BYTES) + 2;
       }
-      this.wholeLinesSlice(chunk, s, e);
+      if (nextSp !== -1 && nextSp < s) nextSp = chunk.indexOf(SP, s);
+      if (nextTab !== -1 && nextTab < s) nextTab = chunk.indexOf(HT, s);
+      // Lines without WSP are their own canonical form (base64 attachments): pass the input on, no copy.
+      if ((nextSp === -1 || nextSp >= e) && (nextTab === -1 || nextTab >= e)) this.emitLines(chunk.subarray(s, e));
+      else this.emitLines(canonicalizeRelaxedLines(chunk, s, e));
       s = e;
     }
   }
 
-  private wholeLinesSlice(chunk: Buffer, start: number, end: number): void {
-    const out = canonicalizeRelaxedLines(chunk, start, end);
-    // Empty lines at the end are held back: emitted only if a non-empty line follows.
+  /** Emits canonical whole lines, holding back the empty lines at their end (emitted only if a non-empty line follows). */
+  private emitLines(out: Buffer): void {
     let e = out.length;
     let trailing = 0;
     while (e >= 2 && out[e - 2] === CR && out[e - 1] === LF && (e === 2 || (out[e - 4] === CR && out[e - 3] === LF))) {
@@ -107,7 +114,7 @@ export class RelaxedBodyCanonicalizer implements BodyCanonicalizer {
       return;
     }
     emitCrlfs(this.emit, this.pendingCrlfs);
-    this.emit(out.subarray(0, e));
+    this.emit(e === out.length ? out : out.subarray(0, e));
     this.pendingCrlfs = trailing;
   }
 
