@@ -4,6 +4,7 @@
 import type { HeaderField } from '../mail/header-fields.js';
 import { canonicalizeHeaderInto, relaxedInto, simpleInto } from './canonicalize-header.js';
 import type { Canonicalization } from './signature.js';
+import { relaxedFields } from './wasm/body-scan.js';
 
 const SEMI = 0x3b;
 const EQ = 0x3d;
@@ -71,7 +72,8 @@ export function canonicalizeSignatureFieldInto(canon: Canonicalization, field: B
 
 /**
  * The header hash input (RFC 6376 §3.7) in one buffer: the selected fields of `buf` (null: nothing),
- * then the signature field with b= emptied and without its final CRLF.
+ * then the signature field with b= emptied and without its final CRLF. relaxed runs in WebAssembly
+ * (one call for all fields).
  */
 export function headerHashInput(
   canon: Canonicalization,
@@ -80,6 +82,28 @@ export function headerHashInput(
   signatureField: Buffer,
   signatureColon: number,
 ): Buffer {
+  if (canon === 'relaxed') {
+    const fields: HeaderField[] = [];
+    let lo = buf.length;
+    let hi = 0;
+    for (const f of selected) {
+      if (!f) continue;
+      fields.push(f);
+      if (f.start < lo) lo = f.start;
+      if (f.end > hi) hi = f.end;
+    }
+    if (hi < lo) lo = hi = 0;
+    const b = findBValue(signatureField, signatureColon);
+    const out = relaxedFields(buf, lo, hi, fields, {
+      buf: signatureField,
+      start: 0,
+      end: signatureField.length,
+      skipFrom: b === null ? -1 : b[0],
+      skipTo: b === null ? -1 : b[1],
+    });
+    // The signature field enters the hash without its final CRLF.
+    return out.subarray(0, out.length - 2);
+  }
   // Canonical forms are at most 2 bytes longer than the fields.
   let size = signatureField.length + 2;
   for (const f of selected) if (f) size += f.end - f.start + 2;

@@ -1,6 +1,6 @@
-// SIMD scans of message bodies in WebAssembly (see body-scan.wat): relaxed canonicalization of
-// whole lines, and the search for bytes the SMTP receiver must refuse or normalize.
-// Input: untrusted body bytes, copied into the module's own memory; nothing else is touched.
+// SIMD scans of messages in WebAssembly (see body-scan.wat): relaxed canonicalization of whole body
+// lines and of header fields, and the search for bytes the SMTP receiver must refuse or normalize.
+// Input: untrusted message bytes, copied into the module's own memory; nothing else is touched.
 
 import { WASM_BASE64 } from './body-scan-wasm.js';
 
@@ -10,6 +10,7 @@ interface BodyScanModule {
   memory: WebAssembly.Memory;
   relaxed: (len: number, out: number) => number;
   first_bad_byte: (len: number) => number;
+  header_relaxed: (count: number, desc: number, out: number) => number;
 }
 
 const instance = new WebAssembly.Instance(new WebAssembly.Module(Buffer.from(WASM_BASE64, 'base64')));
@@ -49,4 +50,53 @@ export function findFirstBadByte(src: Buffer, start: number, end: number, before
   bytes[16 + len] = after;
   const at = wasm.first_bad_byte(len);
   return at === len ? -1 : at;
+}
+
+/** A header field for relaxedFieldsInto: bytes [start, end) of `buf`, without [skipFrom, skipTo) (skipFrom -1: none). */
+export interface RelaxedFieldRange {
+  buf: Buffer;
+  start: number;
+  end: number;
+  skipFrom: number;
+  skipTo: number;
+}
+
+const align16 = (n: number): number => (n + 15) & ~15;
+
+/**
+ * Relaxed canonicalization (RFC 6376 §3.4.2, the rules of canonicalize-header.ts relaxedInto) of the
+ * fields of `buf` in [lo, hi) given by `fields` (offsets into buf), then of `last` (its own buffer,
+ * e.g. the signature field with b= left out), each CRLF-terminated, into a new Buffer.
+ */
+export function relaxedFields(
+  buf: Buffer,
+  lo: number,
+  hi: number,
+  fields: readonly { start: number; end: number }[],
+  last: RelaxedFieldRange,
+): Buffer {
+  const regionLen = hi - lo;
+  const lastAt = align16(regionLen + 1);
+  const lastLen = last.end - last.start;
+  const desc = align16(lastAt + lastLen + 1);
+  const count = fields.length + 1;
+  const out = desc + count * 16;
+  // Canonical fields are at most 2 bytes longer than the fields; 16 bytes of room for a block store.
+  const bytes = memoryOf(out + regionLen + lastLen + 2 * count + 16);
+  bytes.set(buf.subarray(lo, hi), 0);
+  bytes.set(last.buf.subarray(last.start, last.end), lastAt);
+  const d = new Int32Array(wasm.memory.buffer, desc, count * 4);
+  let k = 0;
+  for (const f of fields) {
+    d[k++] = f.start - lo;
+    d[k++] = f.end - lo;
+    d[k++] = -1;
+    d[k++] = -1;
+  }
+  d[k++] = lastAt;
+  d[k++] = lastAt + lastLen;
+  d[k++] = last.skipFrom < 0 ? -1 : lastAt + last.skipFrom - last.start;
+  d[k++] = last.skipFrom < 0 ? -1 : lastAt + last.skipTo - last.start;
+  const end = wasm.header_relaxed(count, desc, out);
+  return Buffer.from(bytes.subarray(out, end));
 }
