@@ -53,6 +53,18 @@ export interface LimitsConfig {
   maxClients: number;
   /** Seconds of client silence. */
   socketTimeout: number;
+  /** Seconds a whole client session may last. */
+  sessionTimeout: number;
+  /** Bytes per second a client must keep up while it sends a line or a message (0: no floor). */
+  minDataRate: number;
+  /** Seconds over which min_data_rate is measured. */
+  dataRateWindow: number;
+  /** Recipients per transaction. */
+  maxRecipients: number;
+  /** Failed AUTH attempts per client address within auth_failure_window. */
+  maxAuthFailures: number;
+  /** Seconds a failed AUTH attempt counts against its client address. */
+  authFailureWindow: number;
   /** Seconds for the next hop to answer any command. */
   nextHopTimeout: number;
   /** Seconds SIGTERM waits for transactions in flight. */

@@ -37,6 +37,16 @@ export const DEFAULTS: Readonly<{ config: Readonly<Config>; items: Readonly<Item
       maxHeaderFields: 1000,
       maxClients: 500,
       socketTimeout: 300,
+      // An hour: far above a real session (Postfix reuses a connection for at most 300 s), and a
+      // client that keeps a session alive by dribbling commands still ends.
+      sessionTimeout: 3600,
+      // Postfix's smtpd_min_data_rate: a 56k modem sends ten times this.
+      minDataRate: 500,
+      dataRateWindow: 30,
+      // Postfix's smtpd_recipient_limit; RFC 5321 §4.5.3.1.8 asks for at least 100.
+      maxRecipients: 1000,
+      maxAuthFailures: 5,
+      authFailureWindow: 300,
       nextHopTimeout: 120,
       drainTimeout: 60,
       spillThreshold: 262_144,

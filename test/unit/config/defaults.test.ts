@@ -28,7 +28,7 @@ describe('configuration defaults', () => {
     ['relayHosts', ['127.0.0.1/32', '::1/128']],
     ['xforwardHosts', []],
     ['usersFile', null],
-    ['limits', { maxMessageSize: 52428800, maxHeaderSize: 1048576, maxHeaderFields: 1000, maxClients: 500, socketTimeout: 300, nextHopTimeout: 120, drainTimeout: 60, spillThreshold: 262144, spoolDir: null }],
+    ['limits', { maxMessageSize: 52428800, maxHeaderSize: 1048576, maxHeaderFields: 1000, maxClients: 500, socketTimeout: 300, sessionTimeout: 3600, minDataRate: 500, dataRateWindow: 30, maxRecipients: 1000, maxAuthFailures: 5, authFailureWindow: 300, nextHopTimeout: 120, drainTimeout: 60, spillThreshold: 262144, spoolDir: null }],
     ['verify', { enabled: true, maxSignatures: 5, minKeyBits: 1024, allowSha1: false, clockSkew: 300 }],
     ['policy', { onTemperror: 'accept', require: [], dryRun: false }],
     ['dns', { servers: [], zoneFiles: [], timeout: 5000, cacheSize: 2048, cacheTtl: 300, negativeTtl: 3600 }],
