@@ -19,6 +19,8 @@ import type { NextHopConnection } from '../relay/next-hop-connection.js';
 import type { NextHopPool } from '../relay/next-hop-pool.js';
 import { growDeclaredSize } from '../relay/envelope-params.js';
 import type { SmtpReply } from '../relay/smtp-reply.js';
+import { AuthThrottle } from './auth-throttle.js';
+import { ClientDeadlines, type WatchedConnection } from './client-deadlines.js';
 import { newQueueId } from './queue-id.js';
 import { connectFailureVerdict, commandFailureVerdict, dataFailureVerdict, refusalReply, type NextHopVerdict } from './next-hop-replies.js';
 import { receiveRefusalReply, REPLIES, replyError, type SmtpReplyValue } from './reply-codes.js';
@@ -43,6 +45,8 @@ interface Transaction {
   readonly connection: NextHopConnection;
   readonly mailFrom: string;
   readonly recipients: string[];
+  /** RCPT commands so far, refused ones included: max_recipients bounds the work each causes. */
+  rcptCommands: number;
 }
 
 interface SessionState {
@@ -67,6 +71,10 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   const lmtp = listener.protocol === 'lmtp';
   const initial = deps.runtime.get();
   const listenerRuntime = (rt: Runtime) => rt.listeners[index]!;
+  const authThrottle = new AuthThrottle(() => {
+    const l = deps.runtime.get().config.limits;
+    return { maxFailures: l.maxAuthFailures, windowSec: l.authFailureWindow };
+  });
   const tls = listener.tls ? { key: readFileSync(listener.tls.key), cert: readFileSync(listener.tls.cert) } : {};
 
   const stateOf = (session: SMTPServerSession): SessionState => {
@@ -143,7 +151,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         void deps.pool().release(connection, 'dirty');
         return callback();
       }
-      state.transaction = { queueId: newQueueId(), started: performance.now(), connection, mailFrom: address.address, recipients: [] };
+      state.transaction = { queueId: newQueueId(), started: performance.now(), connection, mailFrom: address.address, recipients: [], rcptCommands: 0 };
       deps.inFlight.start();
       deps.metrics.transactionStarted();
       callback();
@@ -157,6 +165,8 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     const state = stateOf(session);
     const txn = state.transaction;
     if (!txn) return callback(replyError(REPLIES.internalError));
+    // Past the limit nothing reaches the next hop; the client may send the rest in a new transaction.
+    if (++txn.rcptCommands > deps.runtime.get().config.limits.maxRecipients) return callback(replyError(REPLIES.tooManyRecipients));
     void (async () => {
       const rcptArgs = { ...(address.args || {}) };
       const sent = await txn.connection.rcptTo(address.address, rcptArgs);
@@ -370,11 +380,19 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       const users = deps.runtime.get().users;
       const username = auth.username ?? '';
       if (!session.secure && !listener.allowInsecureAuth) return callback(replyError(REPLIES.authNeedsTls));
+      const address = peerAddress(session);
+      // Checked before the password: a blocked address costs us no bcrypt work.
+      if (authThrottle.blocked(address)) return callback(replyError(REPLIES.tooManyAuthFailures));
       if (!users || (auth.method !== 'PLAIN' && auth.method !== 'LOGIN')) return callback(replyError(REPLIES.badCredentials));
       void users.verifyPassword(username, auth.password ?? '').then((ok) => {
         if (ok) return callback(null, { user: username });
+        const exhausted = authThrottle.fail(address);
+        if (exhausted) {
+          const l = deps.runtime.get().config.limits;
+          deps.logger.warn({ session: session.id, client: address, failures: l.maxAuthFailures, windowSec: l.authFailureWindow }, 'AUTH failure limit reached: refusing AUTH from this address');
+        }
         // A failed attempt costs the client a second: brute force gets slow.
-        setTimeout(() => callback(replyError(REPLIES.badCredentials)), 1000);
+        setTimeout(() => callback(replyError(exhausted ? REPLIES.tooManyAuthFailures : REPLIES.badCredentials)), 1000);
       });
     },
     onMailFrom,
@@ -394,5 +412,13 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   // TCP_NODELAY on every client socket: a loopback filter otherwise waits for Nagle on each reply.
   (server as unknown as { server: import('node:net').Server }).server.on('connection', (socket: import('node:net').Socket) => socket.setNoDelay(true));
   server.on('error', (err) => deps.logger.error({ err, listener: label }, 'listener error'));
+  const deadlines = new ClientDeadlines(
+    () => (server as unknown as { connections: Set<WatchedConnection> }).connections,
+    () => deps.runtime.get().config.limits,
+    REPLIES,
+    (reason, detail) => deps.logger.warn({ listener: label, reason, ...detail }, reason === 'too_slow' ? 'client too slow: closing the session' : 'session time limit reached: closing the session'),
+  );
+  deadlines.start();
+  server.on('close', () => deadlines.stop());
   return server;
 }

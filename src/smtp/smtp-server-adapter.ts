@@ -6,11 +6,13 @@
 //    there (smtp-server advertises it anyway, then answers 538): RFC 3207 §4.2 / RFC 4954 §4;
 // 3. XFORWARD trusted by CIDR block (its useXForward takes exact addresses only): a server option
 //    `proxyAllowed(address)` decides, so XFORWARD is advertised only to trusted peers and others get
-//    550 5.7.1 (interface.md §4).
+//    550 5.7.1 (interface.md §4);
 // 4. replies to pipelined commands leave in one write (RFC 2920 §3.1: a server may hold its replies while
 //    the client's pipelined commands are being processed): a 250 or 354 is held (socket corked) while
 //    the next command, already dispatched, is still being answered, and flushed once the server waits
 //    for the client. MAIL, RCPT and DATA then cost one write instead of three on loopback.
+// 5. a command line over smtp-server's 16 KB limit answered 500 5.5.2 (RFC 5321 §4.5.3.1.4), not
+//    its 421 with a timeout code; the connection is closed all the same (the parser dropped the line).
 // Touches: SMTPConnection.prototype of the smtp-server version we pin (checked by integration tests).
 
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
@@ -113,6 +115,12 @@ export function installSmtpServerAdapter(): void {
     }
   };
   const sendOriginal: Send = function sendWithCodes(code, data, context) {
+    if (code === 421 && data === 'Error: Command line too long') {
+      const useEnhancedCodes = (this as unknown as { _useEnhancedStatusCodes(): boolean })._useEnhancedStatusCodes();
+      originalSend.call(this, 500, useEnhancedCodes ? '5.5.2 line too long' : 'line too long', false);
+      (this as unknown as { close(): void }).close();
+      return;
+    }
     const self = this as unknown as ConnectionInternals;
     if (code === 250 && Array.isArray(data) && !self.secure && !self._server.options.allowInsecureAuth) {
       data = (data as unknown[]).filter((line, i) => i === 0 || typeof line !== 'string' || !/^AUTH\b/i.test(line));
