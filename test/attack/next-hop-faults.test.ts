@@ -1,0 +1,147 @@
+// Faults at the next hop that test/integration/daemon/daemon.test.ts does not already cover (it covers: unreachable,
+// refused MAIL and RCPT, 451 at end of data, stalling after DATA, dropping mid-DATA): a refused or silent greeting,
+// a reset while recipients are given, a reset right after the final dot (the ambiguous window), deferred recipients,
+// every recipient refused, a 5xx at end of data. For each: the client's reply, what the next hop holds, the log line.
+// Touches: loopback sockets, a temp dir of keys.
+
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config/config.js';
+import { defaultConfig } from '../../src/config/defaults.js';
+import { BASIC_MESSAGE } from '../helpers/dkim-test-kit.js';
+import { Harness, messageLine, waitFor, type Gate } from '../helpers/daemon-harness.js';
+import type { NextHopServerOptions } from '../helpers/next-hop-server.js';
+import { sendMail } from '../helpers/raw-smtp-client.js';
+
+const harness = new Harness();
+beforeAll(() => harness.setup());
+afterEach(() => harness.cleanup());
+afterAll(() => harness.dispose());
+
+function startGate(hop: NextHopServerOptions = {}, limits: Partial<Config['limits']> = {}, at?: { host: string; port: number }): Promise<Gate> {
+  return harness.startGate(harness.config({ limits: { ...defaultConfig().limits, nextHopTimeout: 1, ...limits } }), hop, at);
+}
+
+/** What a scripted next hop does with a line: answer it, hang up, or say nothing. */
+type Step = string | 'reset' | 'silence';
+
+/** A next hop speaking raw SMTP from a script: `greeting` (or 'silence'), then `answer(line)` per command line. */
+async function scriptedHop(greeting: Step, answer: (line: string) => Step): Promise<{ port: number; lines: string[]; server: Server }> {
+  const lines: string[] = [];
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    const act = (step: Step) => {
+      if (step === 'reset') socket.resetAndDestroy();
+      else if (step !== 'silence') socket.write(`${step}\r\n`);
+    };
+    act(greeting);
+    let buffer = '';
+    socket.on('data', (d: Buffer) => {
+      buffer += d.toString('latin1');
+      for (let at = buffer.indexOf('\r\n'); at !== -1 && !socket.destroyed; at = buffer.indexOf('\r\n')) {
+        const line = buffer.slice(0, at);
+        buffer = buffer.slice(at + 2);
+        lines.push(line);
+        act(answer(line));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  harness.onCleanup(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return { port: (server.address() as AddressInfo).port, lines, server };
+}
+
+const standard = (overrides: Record<string, Step> = {}) => (line: string): Step => {
+  const verb = line.slice(0, 4).toUpperCase();
+  if (overrides[verb]) return overrides[verb]!;
+  if (verb === 'EHLO') return '250-next-hop.internal.test\r\n250 PIPELINING';
+  if (verb === 'DATA') return '354 go ahead';
+  if (verb === 'QUIT') return '221 bye';
+  return '250 ok';
+};
+
+describe('the next hop refuses or ignores the session', () => {
+  it.each([
+    ['554 refusal', '554 5.3.2 next-hop.internal.test not accepting mail', /^451 4\.4\.1 /],
+    ['421 busy', '421 4.3.2 next-hop.internal.test busy', /^451 4\.4\.1 /],
+    ['silent greeting', 'silence', /^451 4\.4\.2 /],
+    ['reset at connect', 'reset', /^451 4\.4\.1 /],
+  ] as const)('%s: the client gets a temporary 451 at MAIL FROM and keeps the message; no host name leaks', async (_name, greeting, expected) => {
+    const hop = await scriptedHop(greeting, standard());
+    const gate = await startGate({}, {}, { host: '127.0.0.1', port: hop.port });
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE, timeoutMs: 5000 });
+    expect(r.mail.text).toMatch(expected);
+    expect(r.mail.text).not.toContain('internal.test');
+    expect(hop.lines.some((l) => /^MAIL/i.test(l))).toBe(false);
+    expect(gate.logs.some((l) => /^next hop /.test(String(l.msg)))).toBe(true);
+  });
+});
+
+describe('faults inside the transaction', () => {
+  it('a reset while recipients are given: 451 4.4.2 to that RCPT, nothing relayed, and the next session works', async () => {
+    let resets = 1;
+    const hop = await scriptedHop('220 next-hop.internal.test ESMTP', (line) => (/^RCPT/i.test(line) && resets-- > 0 ? 'reset' : standard()(line)));
+    const gate = await startGate({}, {}, { host: '127.0.0.1', port: hop.port });
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE });
+    expect(r.rcpts[0]?.text).toMatch(/^451 4\.4\.2 /);
+    expect(r.data).toBeNull();
+    const again = await sendMail(gate.port, { data: BASIC_MESSAGE });
+    expect(again.final[0]?.code).toBe(250);
+  });
+
+  it('deferred recipients (452) pass through with their code; the others are delivered', async () => {
+    const gate = await startGate({ onRcptTo: (address) => (address.startsWith('full@') ? { code: 452, message: 'mailbox full' } : null) });
+    const r = await sendMail(gate.port, { to: ['full@example.org', 'bob@example.org'], data: BASIC_MESSAGE });
+    expect(r.rcpts[0]?.text).toMatch(/^452 4\./);
+    expect(r.final[0]?.code).toBe(250);
+    expect(gate.nextHop.messages.map((m) => m.envelope.rcptTo)).toEqual([['bob@example.org']]);
+  });
+
+  it('every recipient refused: no DATA is sent anywhere and the next hop holds nothing', async () => {
+    const gate = await startGate({ onRcptTo: () => ({ code: 550, message: 'no such user' }) });
+    const r = await sendMail(gate.port, { to: ['a@example.org', 'b@example.org'], data: BASIC_MESSAGE });
+    expect(r.rcpts.map((x) => x.code)).toEqual([550, 550]);
+    expect(r.data).toBeNull();
+    expect(gate.nextHop.commands.some((c) => /^DATA/i.test(c.line))).toBe(false);
+    expect(gate.nextHop.received).toHaveLength(0);
+  });
+
+  it('a 554 at end of data passes through as 554 and the next hop holds nothing', async () => {
+    const gate = await startGate({ onData: { kind: 'refuse', code: 554, message: 'content rejected' } });
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE });
+    expect(r.final[0]?.text).toMatch(/^554 5\./);
+    expect(gate.nextHop.messages).toHaveLength(0);
+    const line = await messageLine(gate);
+    expect(line).toMatchObject({ relay: 'refused', relayCode: 554, outcome: 'refused by next hop' });
+  });
+
+  it('a reset right after the final dot: 451 4.4.2 (the client will retry), logged ambiguous — the one allowed duplicate', async () => {
+    const gate = await startGate({ onData: { kind: 'drop', when: 'after-dot' } });
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE });
+    expect(r.final[0]?.text).toMatch(/^451 4\.4\.2 /);
+    // It received the whole message but never said 250: it may or may not hold it.
+    expect(gate.nextHop.received).toHaveLength(1);
+    expect(gate.nextHop.messages).toHaveLength(0);
+    const line = await messageLine(gate);
+    expect(line).toMatchObject({ relay: 'ambiguous', outcome: 'ambiguous' });
+  });
+
+  it('the next hop stalls at MAIL FROM: 451 4.4.2 after next_hop_timeout, and the next transaction gets a fresh connection', async () => {
+    let stalls = 1;
+    const hop = await scriptedHop('220 next-hop.internal.test ESMTP', (line) => (/^MAIL/i.test(line) && stalls-- > 0 ? 'silence' : standard()(line)));
+    const gate = await startGate({}, {}, { host: '127.0.0.1', port: hop.port });
+    const started = Date.now();
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE, timeoutMs: 5000 });
+    expect(r.mail.text).toMatch(/^451 4\.4\.2 /);
+    expect(Date.now() - started).toBeLessThan(3000);
+    const again = await sendMail(gate.port, { data: BASIC_MESSAGE });
+    expect(again.final[0]?.code).toBe(250);
+    await waitFor(() => hop.lines.filter((l) => /^MAIL/i.test(l)).length === 2);
+  });
+});
