@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { AuthThrottle } from '../../../src/smtp/auth-throttle.js';
+
+describe('AuthThrottle', () => {
+  const limits = () => ({ maxFailures: 3, windowSec: 60 });
+
+  it('blocks an address at its third failure within the window, and only that address', () => {
+    const t = new AuthThrottle(limits);
+    expect(t.fail('192.0.2.1', 0)).toBe(false);
+    expect(t.fail('192.0.2.1', 1000)).toBe(false);
+    expect(t.blocked('192.0.2.1', 2000)).toBe(false);
+    expect(t.fail('192.0.2.1', 2000)).toBe(true);
+    expect(t.blocked('192.0.2.1', 3000)).toBe(true);
+    expect(t.blocked('192.0.2.2', 3000)).toBe(false);
+  });
+
+  it('forgets failures older than the window', () => {
+    const t = new AuthThrottle(limits);
+    for (const at of [0, 1000, 2000]) t.fail('192.0.2.1', at);
+    // At 60.5 s the failure at 0 s has left the window: two remain, under the limit.
+    expect(t.blocked('192.0.2.1', 60_500)).toBe(false);
+    expect(t.fail('192.0.2.1', 60_600)).toBe(true);
+    expect(t.blocked('192.0.2.1', 122_001)).toBe(false);
+  });
+
+  it('reads its limits at each call (a reload may change them)', () => {
+    let max = 3;
+    const t = new AuthThrottle(() => ({ maxFailures: max, windowSec: 60 }));
+    t.fail('192.0.2.1', 0);
+    t.fail('192.0.2.1', 0);
+    expect(t.blocked('192.0.2.1', 1)).toBe(false);
+    max = 2;
+    expect(t.blocked('192.0.2.1', 1)).toBe(true);
+  });
+});
