@@ -201,10 +201,10 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
     async stop() {
       draining = true;
       const drainMs = holder.get().config.limits.drainTimeout * 1000;
-      for (const s of servers) {
-        (s.options as { closeTimeout?: number }).closeTimeout = drainMs;
-        s.close();
-      }
+      // Only the listening sockets close: smtp-server's own close() would answer every further command 421,
+      // cutting a transaction between MAIL and DATA that the drain is meant to finish. New transactions get
+      // 421 4.3.2 from onMailFrom; the sessions left are closed below.
+      for (const s of servers) (s as unknown as { server: import('node:net').Server }).server.close();
       if (inFlight > 0) {
         await new Promise<void>((resolve) => {
           drained = resolve;
