@@ -4,9 +4,10 @@
 // or a 4xx and not held). Touches: the processes it spawns (ended by PID), a temp dir (chowned to nobody for the
 // unreadable-key case), loopback sockets.
 
+import { statSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { verifyMessage } from '../../src/dkim/verify.js';
 import { BASIC_MESSAGE, rsaKey, tableLookup } from '../helpers/dkim-test-kit.js';
@@ -16,6 +17,18 @@ import { sendMail } from '../helpers/raw-smtp-client.js';
 import { startServeProcess, stopAllServeProcesses, type StartedServe } from '../helpers/serve-process.js';
 
 const NOBODY = 65534;
+
+/**
+ * A node binary user `nobody` may run: this one, unless it sits under a directory closed to others (npx's cache
+ * under /root when the suite runs on Node 24), then the system's.
+ */
+function nodeForNobody(): string {
+  const open = (path: string) => {
+    for (let p = dirname(path); p !== dirname(p); p = dirname(p)) if ((statSync(p).mode & 0o001) === 0) return false;
+    return true;
+  };
+  return open(process.execPath) ? process.execPath : '/usr/bin/node';
+}
 const isRoot = process.getuid?.() === 0;
 const key = rsaKey(2048);
 let dir = '';
@@ -100,7 +113,7 @@ describe('SIGHUP with a key that is gone', () => {
     const next = await hop();
     const { config, keyPath, home } = await setUp('unreadable', next.port);
     for (const p of [home, join(home, 'example.com'), keyPath, config]) await chown(p, NOBODY, NOBODY);
-    const served = await startServeProcess(config, [], { uid: NOBODY, gid: NOBODY });
+    const served = await startServeProcess(config, [], { uid: NOBODY, gid: NOBODY, node: nodeForNobody() });
     await chmod(keyPath, 0o000);
     served.child.kill('SIGHUP');
     const refused = await reloadRefused(served);
@@ -178,15 +191,18 @@ describe('SIGTERM under load', () => {
           const r = await sendMail(served.port, { data: numbered(id), timeoutMs: 15_000 }).catch((e: unknown) => String(e));
           if (typeof r !== 'string' && r.final[0]?.code === 250) accepted.add(id);
           else {
-            const reply = typeof r === 'string' ? r : (r.final[0] ?? r.rcpts[0] ?? r.mail).text;
+            // The reply that ended the transaction: the first that was neither 2xx nor 354.
+            const reply = typeof r === 'string' ? r : ([r.mail, ...r.rcpts, r.data, ...r.final].find((x) => x && x.code >= 400)?.text ?? JSON.stringify(r));
             deferred.set(id, reply);
             if (stopping) return;
           }
         }
       })(),
     );
-    await waitFor(() => accepted.size >= 10, 20_000);
+    // SIGTERM once some messages are in flight: the next hop holds them and has not answered yet.
+    await waitFor(() => accepted.size >= 8 && next.messages.length - accepted.size >= 2, 20_000);
     const acceptedAtTerm = accepted.size;
+    const inFlightAtTerm = next.messages.length - accepted.size;
     stopping = true;
     served.child.kill('SIGTERM');
     await Promise.all(senders);
@@ -199,11 +215,14 @@ describe('SIGTERM under load', () => {
     const ambiguous = served.lines.filter((l) => l.msg === 'message' && l.outcome === 'ambiguous').length;
     expect([...held].filter((id) => !accepted.has(id)).length).toBeLessThanOrEqual(ambiguous);
     // The refused ones were told to come back later (or could not connect at all).
+    const tally = new Map<string, number>();
+    for (const reply of deferred.values()) tally.set(reply.slice(0, 40), (tally.get(reply.slice(0, 40)) ?? 0) + 1);
+    console.log('SIGTERM: deferred replies', tally);
     for (const reply of deferred.values()) expect(reply).toMatch(/^4\d\d |ECONNREFUSED|connection closed|expected 421 to be 220/);
     expect(served.lines.some((l) => l.msg === 'stopped')).toBe(true);
     // Transactions in flight at SIGTERM were finished, not cut (8 clients, 300 ms each at the next hop).
     const finishedInDrain = accepted.size - acceptedAtTerm;
-    expect(finishedInDrain).toBeGreaterThan(0);
-    console.log(`SIGTERM under load: ${accepted.size} accepted and held (${finishedInDrain} finished during the drain), ${deferred.size} deferred or refused, ${ambiguous} ambiguous`);
+    expect(finishedInDrain).toBeGreaterThanOrEqual(inFlightAtTerm);
+    console.log(`SIGTERM under load: ${accepted.size} accepted and held (${inFlightAtTerm} in flight at SIGTERM, ${finishedInDrain} finished during the drain), ${deferred.size} deferred or refused, ${ambiguous} ambiguous`);
   });
 });

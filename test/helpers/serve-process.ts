@@ -23,9 +23,9 @@ export interface ServeProcess {
 const running: ChildProcess[] = [];
 
 /** Spawns `node NODEARGS dist/cli.js serve ARGS` in `cwd`, with `env` added to this process's environment. */
-export function spawnServe(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; nodeArgs?: string[]; uid?: number; gid?: number } = {}): ServeProcess {
+export function spawnServe(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; nodeArgs?: string[]; uid?: number; gid?: number; node?: string } = {}): ServeProcess {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run "npm run build" first (npm test does)`);
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, 'serve', ...args], {
+  const child = spawn(opts.node ?? process.execPath, [...(opts.nodeArgs ?? []), CLI, 'serve', ...args], {
     cwd: opts.cwd,
     env: { ...process.env, ...opts.env },
     // Another user (tests running as root): file permissions then apply to the daemon.
@@ -98,7 +98,7 @@ export type StartedServe = ServeProcess & {
 };
 
 /** `dkimgate serve --config FILE`, once it listens. */
-export async function startServeProcess(configPath: string, nodeArgs: string[] = [], as: { uid?: number; gid?: number } = {}): Promise<StartedServe> {
+export async function startServeProcess(configPath: string, nodeArgs: string[] = [], as: { uid?: number; gid?: number; node?: string } = {}): Promise<StartedServe> {
   const served = spawnServe(['--config', configPath], { nodeArgs, ...as });
   const kill = () => killProcess(served.child);
   let port: number;
