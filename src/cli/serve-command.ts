@@ -68,10 +68,19 @@ export const runServe: CommandRunner = async (argv, io) => {
   logger.info({ file: loaded.file ?? describeConfigSource(null), environment: loaded.environment }, 'configuration');
   for (const w of loaded.warnings) logger.warn(w);
   const { config, options } = await prepare(loaded, logger);
+  // SIGHUP's default action ends the process: the handler goes in before the listeners open, so that a
+  // reload sent as soon as we listen (systemd ExecReload, a HUP storm) is queued instead of killing us.
+  let hupBeforeStart = false;
+  let onHup: () => void = () => {
+    hupBeforeStart = true;
+  };
+  const hupHandler = () => onHup();
+  process.on('SIGHUP', hupHandler);
   let daemon;
   try {
     daemon = await startDaemon(config, logger, options);
   } catch (err) {
+    process.removeListener('SIGHUP', hupHandler);
     if (err instanceof StartupError) throw new CliError(`cannot start: ${err.problems.join('; ')}`);
     const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
     if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
@@ -81,7 +90,7 @@ export const runServe: CommandRunner = async (argv, io) => {
   }
   const running = daemon;
   let reloading = Promise.resolve();
-  const onHup = () => {
+  onHup = () => {
     // SIGHUP storms: reloads run one after another, never interleaved.
     reloading = reloading.then(async () => {
       try {
@@ -103,11 +112,11 @@ export const runServe: CommandRunner = async (argv, io) => {
       }
     });
   };
-  process.on('SIGHUP', onHup);
+  if (hupBeforeStart) onHup();
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       logger.info({ signal }, 'stopping: finishing transactions in flight');
-      process.removeListener('SIGHUP', onHup);
+      process.removeListener('SIGHUP', hupHandler);
       void running.stop().then(() => {
         logger.info('stopped');
         resolve();
