@@ -4,31 +4,20 @@
 // or a 4xx and not held). Touches: the processes it spawns (ended by PID), a temp dir (chowned to nobody for the
 // unreadable-key case), loopback sockets.
 
-import { statSync } from 'node:fs';
 import { chmod, chown, mkdir, mkdtemp, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { verifyMessage } from '../../src/dkim/verify.js';
 import { BASIC_MESSAGE, rsaKey, tableLookup } from '../helpers/dkim-test-kit.js';
 import { waitFor } from '../helpers/daemon-harness.js';
+import { nodeForUser } from '../helpers/node-for-user.js';
 import { startNextHopServer, type NextHopServerOptions, type RunningNextHop } from '../helpers/next-hop-server.js';
 import { sendMail } from '../helpers/raw-smtp-client.js';
 import { spawnServe, startServeProcess, stopAllServeProcesses, type StartedServe } from '../helpers/serve-process.js';
 
 const NOBODY = 65534;
 
-/**
- * A node binary user `nobody` may run: this one, unless it sits under a directory closed to others (npx's cache
- * under /root when the suite runs on Node 24), then the system's.
- */
-function nodeForNobody(): string {
-  const open = (path: string) => {
-    for (let p = dirname(path); p !== dirname(p); p = dirname(p)) if ((statSync(p).mode & 0o001) === 0) return false;
-    return true;
-  };
-  return open(process.execPath) ? process.execPath : '/usr/bin/node';
-}
 const isRoot = process.getuid?.() === 0;
 const key = rsaKey(2048);
 let dir = '';
@@ -113,7 +102,7 @@ describe('SIGHUP with a key that is gone', () => {
     const next = await hop();
     const { config, keyPath, home } = await setUp('unreadable', next.port);
     for (const p of [home, join(home, 'example.com'), keyPath, config]) await chown(p, NOBODY, NOBODY);
-    const served = await startServeProcess(config, [], { uid: NOBODY, gid: NOBODY, node: nodeForNobody() });
+    const served = await startServeProcess(config, [], { uid: NOBODY, gid: NOBODY, node: nodeForUser(NOBODY, NOBODY) });
     await chmod(keyPath, 0o000);
     served.child.kill('SIGHUP');
     const refused = await reloadRefused(served);
