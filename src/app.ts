@@ -97,6 +97,13 @@ function createPool(config: Config, address: { host: string; port: number }, ca:
   );
 }
 
+/**
+ * The kernel's queue of connections not yet accepted. Node's default, 511, overflows in a burst of a
+ * thousand connects, and the overflow waits seconds for SYN retransmits; with room for them, the excess
+ * over max_clients gets its 421 at once. Linux caps it at net.core.somaxconn (4096 by default).
+ */
+const LISTEN_BACKLOG = 4096;
+
 export interface Daemon {
   /** Where each listener listens (port 0 in the config becomes the real port here). */
   readonly addresses: { host: string; port: number; protocol: string }[];
@@ -151,7 +158,7 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
       const server = createListener(i, l, deps);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(l.port, l.host, () => {
+        server.listen(l.port, l.host, LISTEN_BACKLOG, () => {
           server.removeListener('error', reject);
           resolve();
         });
