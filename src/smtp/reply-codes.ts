@@ -26,7 +26,6 @@ export const REPLIES = {
   nextHopSessionRefused: reply(451, '4.4.1', 'next hop refused the session, try again later'),
   nextHopLost: reply(451, '4.4.2', 'next hop connection lost, try again later'),
   nextHopTimeout: reply(451, '4.4.2', 'next hop timed out, try again later'),
-  nextHopGarbled: reply(451, '4.4.2', 'next hop answered garbage, try again later'),
   internalError: reply(451, '4.3.0', 'internal error, try again later'),
   signingKeyUnavailable: reply(451, '4.3.0', 'signing key unavailable, try again later'),
   dnsTempfail: reply(451, '4.7.5', 'DKIM key lookup failed temporarily, try again later'),
