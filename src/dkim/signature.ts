@@ -1,6 +1,7 @@
 // DKIM-Signature fields (RFC 6376 §3.5, RFC 8463): field value -> parsed signature or reason.
 // Input: untrusted header text (latin1, bytes 1:1); every value is checked and bounded; never throws.
 
+import { decodeFoldedBase64, isFoldedBase64, unfoldedPrefix } from './folded-base64.js';
 import { parseTagList, preview, removeFws } from './tag-list.js';
 import type { VerifyReason } from './results.js';
 
@@ -51,7 +52,6 @@ export const MAX_SIGNATURE_FIELD_BYTES = 65536;
 export const MAX_SIGNED_HEADERS = 1000;
 
 const REQUIRED = ['v', 'a', 'b', 'bh', 'd', 'h', 's'] as const;
-const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 // RFC 6376 §3.5 / RFC 5321 sub-domain: letters, digits, hyphens; labels joined by dots.
 /** The d= and s= syntax (RFC 6376 §3.5); the signer checks its configuration with the same rules. */
 export const DOMAIN = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
@@ -67,12 +67,6 @@ const ALGORITHMS = new Map<string, { keyType: 'rsa' | 'ed25519'; hash: 'sha256' 
 
 function isDomain(s: string): boolean {
   return DOMAIN.test(s);
-}
-
-/** Base64 with its FWS removed -> bytes; null when empty, not base64, or of a length no encoder writes (4n+1). */
-function decodeCompactBase64(s: string, isBase64 = BASE64.test(s)): Buffer | null {
-  if (!isBase64 || s.length % 4 === 1 || s.length === 0) return null;
-  return Buffer.from(s, 'base64');
 }
 
 /** A decimal tag value (RFC 6376: at most 76 digits; we accept at most 15 so it stays an exact number). */
@@ -98,10 +92,9 @@ export function parseSignature(value: string): SignatureParse {
   const alg = a === undefined ? undefined : ALGORITHMS.get(a);
   if (alg) labels.algorithm = a!;
   const b = tags.get('b');
-  // b= is the longest value: its FWS is removed and its base64 checked once, for the label and for decoding.
-  const bCompact = b === undefined ? '' : removeFws(b);
-  const bIsBase64 = b !== undefined && BASE64.test(bCompact);
-  if (bIsBase64) labels.headerB = bCompact.slice(0, 8);
+  // b= is the longest value: its base64 is checked once, for the label and for decoding.
+  const bIsBase64 = b !== undefined && isFoldedBase64(b);
+  if (bIsBase64) labels.headerB = unfoldedPrefix(b, 8);
 
   for (const tag of REQUIRED) {
     if (!tags.has(tag)) return error('missing_tag', `signature has no ${tag}= tag`);
@@ -179,9 +172,9 @@ export function parseSignature(value: string): SignatureParse {
     if (timestamp !== null && expiration <= timestamp) return error('bad_tag_value', 'x= is not after t=');
   }
 
-  const signature = decodeCompactBase64(bCompact, bIsBase64);
+  const signature = decodeFoldedBase64(b!, bIsBase64);
   if (signature === null) return error('bad_base64', 'b= is not valid base64');
-  const bodyHash = decodeCompactBase64(removeFws(tags.get('bh')!));
+  const bodyHash = decodeFoldedBase64(tags.get('bh')!);
   if (bodyHash === null) return error('bad_base64', 'bh= is not valid base64');
 
   return {
