@@ -93,10 +93,15 @@ export class RelaxedBodyCanonicalizer implements BodyCanonicalizer {
         e = cut >= s ? cut + 2 : chunk.indexOf(CRLF, s + WASM_SLICE_BYTES) + 2;
       }
       if (nextSp !== -1 && nextSp < s) nextSp = chunk.indexOf(SP, s);
-      if (nextTab !== -1 && nextTab < s) nextTab = chunk.indexOf(HT, s);
+      // A slice with an SP goes to WebAssembly whatever else it holds: only a slice without SP needs the
+      // search for HT (which runs to the chunk's end when there is none: 21 us for 2 MB of text).
+      let hasWsp = nextSp !== -1 && nextSp < e;
+      if (!hasWsp) {
+        if (nextTab !== -1 && nextTab < s) nextTab = chunk.indexOf(HT, s);
+        hasWsp = nextTab !== -1 && nextTab < e;
+      }
       // Lines without WSP are their own canonical form (base64 attachments): pass the input on, no copy.
-      if ((nextSp === -1 || nextSp >= e) && (nextTab === -1 || nextTab >= e)) this.emitLines(chunk.subarray(s, e));
-      else this.emitLines(canonicalizeRelaxedLines(chunk, s, e));
+      this.emitLines(hasWsp ? canonicalizeRelaxedLines(chunk, s, e) : chunk.subarray(s, e));
       s = e;
     }
   }
