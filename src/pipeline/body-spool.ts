@@ -58,11 +58,11 @@ export class BodySpool {
       if (this.file === null) {
         this.path = join(this.dir, `dkimgate-${process.pid}-${randomBytes(8).toString('hex')}.spool`);
         this.file = await open(this.path, 'wx+', 0o600);
-        // the bytes held so far go first, so that the body is in one place and their memory is freed
-        const held = this.chunks;
-        this.releaseMemory();
-        for (const part of held) {
-          const failed = await this.append(part);
+        // the bytes held so far go first, in one write, so that the body is in one place; they count
+        // against the memory budget until that write is done, since they are held until then
+        if (this.chunks.length > 0) {
+          const failed = await this.appendAll(this.chunks);
+          this.releaseMemory();
           if (failed) return failed;
         }
       }
@@ -78,6 +78,14 @@ export class BodySpool {
     const { bytesWritten } = await this.file!.write(chunk, 0, chunk.length, this.fileBytes);
     if (bytesWritten !== chunk.length) return { kind: 'failed', reason: 'disk_full', detail: 'short write to the spool file' };
     this.fileBytes += chunk.length;
+    return null;
+  }
+
+  private async appendAll(chunks: Buffer[]): Promise<SpoolWriteOutcome | null> {
+    const bytes = chunks.reduce((n, c) => n + c.length, 0);
+    const { bytesWritten } = await this.file!.writev(chunks, this.fileBytes);
+    if (bytesWritten !== bytes) return { kind: 'failed', reason: 'disk_full', detail: 'short write to the spool file' };
+    this.fileBytes += bytes;
     return null;
   }
 

@@ -1,3 +1,4 @@
+import { readdirSync, statSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -66,5 +67,28 @@ describe('BodySpool', () => {
     expect(third.spilled).toBe(false);
     await third.dispose();
     expect(spoolMemoryInUse()).toBe(before);
+  });
+
+  it('counts the bytes it is moving to its file against the budget until they are written', async () => {
+    const before = spoolMemoryInUse();
+    const spool = new BodySpool(1000, dir);
+    await spool.write(bytes(600, 'a'));
+    await spool.write(bytes(300, 'b'));
+    let settled = false;
+    const moving = spool.write(bytes(500, 'c')).finally(() => (settled = true));
+    // sampled each turn: the 900 bytes held so far are either in the file or still counted (the write holds them)
+    const seen: number[] = [];
+    for (let i = 0; i < 100_000 && !settled; i++) {
+      const files = readdirSync(dir);
+      const inFile = files.length === 1 ? statSync(join(dir, files[0]!)).size : 0;
+      seen.push(spoolMemoryInUse() - before + Math.min(inFile, 900));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(seen.length).toBeGreaterThan(0);
+    expect(Math.min(...seen)).toBe(900);
+    expect(await moving).toEqual({ kind: 'ok' });
+    expect(spoolMemoryInUse()).toBe(before);
+    expect(await readAll(spool)).toEqual(Buffer.concat([bytes(600, 'a'), bytes(300, 'b'), bytes(500, 'c')]));
+    await spool.dispose();
   });
 });
