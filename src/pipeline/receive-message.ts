@@ -56,6 +56,8 @@ export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onH
   const startBody = (headerBuf: Buffer): ReceiveOutcome | null => {
     if (countHeaderFields(headerBuf, opts.maxHeaderFields) > opts.maxHeaderFields) return { kind: 'refused', reason: 'too_many_header_fields' };
     header = headerBuf;
+    // the parts are views of whole 64 KB chunks: dropped now, or each message keeps its first chunk to the end
+    headerParts.length = 0;
     framed = frameMessage(headerBuf);
     hasher = new BodyHasher(onHeader(framed));
     return null;
