@@ -6,6 +6,7 @@
 // Touches: loopback ports, child processes it starts and ends by PID (daemons, proxies, smtp-sink), a temp dir.
 //
 // Options: --rounds N (default 5) --seconds S per measurement (default 2) --skip-rss --only-rss
+// --sessions N (only the cells with N sessions, e.g. 1 for the added-latency rows)
 
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -305,7 +306,8 @@ async function main() {
         { size: '100k', bytes: 100 * 1024, sessions: 20 },
       ];
       const ratios = [];
-      for (const cell of cells) {
+      const onlySessions = value('--sessions', 0);
+      for (const cell of cells.filter((c) => !onlySessions || c.sessions === onlySessions)) {
         const plain = withFrom(createMessage('text', cell.bytes));
         const signed = await signMessage(plain, [signer], Math.floor(Date.now() / 1000));
         const wires = { sign: wireOf(plain), verify: wireOf(Buffer.concat([Buffer.from(signed.fields.join(''), 'latin1'), plain])) };
