@@ -18,7 +18,7 @@
 //    parser and socket then read another behind it. Without that read-ahead a reader waiting on its
 //    spool write leaves the client's bytes in the kernel (TCP flow control) instead of our heap; with
 //    500 clients sending 1 MB at once the daemon's peak RSS went from 340 to 299 MB (bench:e2e).
-// Touches: SMTPConnection.prototype of the smtp-server version we pin (checked by integration tests).
+// Touches: SMTPConnection.prototype and SMTPStream.prototype of the smtp-server version we pin (checked by tests).
 
 import { PassThrough } from 'node:stream';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
