@@ -14,6 +14,9 @@ import { startServeProcess, stopAllServeProcesses, type StartedServe } from '../
 
 import { RawClient, type Reply } from '../../helpers/raw-smtp-client.js';
 
+// A reload in another process loads keys and config again: give it room on a loaded machine.
+const RELOAD_WAIT_MS = 15_000;
+
 /** Sends one message up to the final dot; returns the client and the end-of-data reply's promise. */
 async function startTransaction(port: number, data: Buffer): Promise<{ client: RawClient; final: Promise<Reply> }> {
   const client = await RawClient.open(port);
@@ -96,7 +99,7 @@ describe('dkimgate serve (a real process)', () => {
     const served = await serve(configPath);
     await writeFile(configPath, configYaml(hop.port, ['example.com'], 'no_such_key: 1'));
     served.child.kill('SIGHUP');
-    const refused = await waitFor(() => served.lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('reload refused')));
+    const refused = await waitFor(() => served.lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('reload refused')), RELOAD_WAIT_MS);
     expect(refused.level).toBeDefined();
     expect((await sendMail(served.port, BASIC_MESSAGE)).code).toBe(250);
     expect(hop.messages).toHaveLength(1);
@@ -113,7 +116,7 @@ describe('dkimgate serve (a real process)', () => {
     expect(hasSignature(hop.messages[0]!.data)).toBe(false);
     await writeFile(configPath, configYaml(hop.port, ['example.com', 'added.test']));
     served.child.kill('SIGHUP');
-    await waitFor(() => served.lines.find((l) => l.msg === 'configuration reloaded'));
+    await waitFor(() => served.lines.find((l) => l.msg === 'configuration reloaded'), RELOAD_WAIT_MS);
     expect((await sendMail(served.port, fromDomain('added.test'))).code).toBe(250);
     expect(hop.messages).toHaveLength(2);
     expect(hop.messages[1]!.data.toString('latin1')).toMatch(/^DKIM-Signature:[^]*?d=added\.test/);
