@@ -96,8 +96,9 @@ export function parseKeyRecord(txt: string): KeyRecordParse {
     publicKey = key;
     keyBits = key.asymmetricKeyDetails?.modulusLength ?? 0;
     const exponent = key.asymmetricKeyDetails?.publicExponent ?? 0n;
-    if (exponent.toString(2).length > MAX_RSA_EXPONENT_BITS) {
-      return fail('key_syntax', `RSA public exponent of ${exponent.toString(2).length} bits exceeds ${MAX_RSA_EXPONENT_BITS} bits`);
+    const exponentBits = exponent.toString(2).length;
+    if (exponentBits > MAX_RSA_EXPONENT_BITS) {
+      return fail('key_syntax', `RSA public exponent of ${exponentBits} bits exceeds ${MAX_RSA_EXPONENT_BITS} bits`);
     }
     if (exponent < 3n || exponent % 2n === 0n) return fail('key_syntax', `RSA public exponent ${exponent} is not an odd number of at least 3`);
   }

@@ -66,19 +66,12 @@ export class BodySpool {
           if (failed) return failed;
         }
       }
-      return (await this.append(chunk)) ?? { kind: 'ok' };
+      return (await this.appendAll([chunk])) ?? { kind: 'ok' };
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       const reason = code === 'ENOSPC' || code === 'EDQUOT' ? 'disk_full' : 'io_error';
       return { kind: 'failed', reason, detail: (err as Error).message };
     }
-  }
-
-  private async append(chunk: Buffer): Promise<SpoolWriteOutcome | null> {
-    const { bytesWritten } = await this.file!.write(chunk, 0, chunk.length, this.fileBytes);
-    if (bytesWritten !== chunk.length) return { kind: 'failed', reason: 'disk_full', detail: 'short write to the spool file' };
-    this.fileBytes += chunk.length;
-    return null;
   }
 
   private async appendAll(chunks: Buffer[]): Promise<SpoolWriteOutcome | null> {

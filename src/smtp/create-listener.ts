@@ -269,7 +269,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       record.timings.receiveMs = performance.now() - startedAt;
       if (received.kind === 'spool_failed') {
         // The client keeps the message (4xx); the operator needs the path and the cause.
-        deps.logger.error({ queueId: txn.queueId, spoolDir: cfg.limits.spoolDir ?? tmpdir(), reason: received.reason, detail: received.detail }, 'spooling the message failed');
+        deps.logger.error({ queueId: txn.queueId, spoolDir: cfg.limits.spoolDir ?? systemTmpDir, reason: received.reason, detail: received.detail }, 'spooling the message failed');
         return reject(receiveRefusalReply(received), `deferred: spool ${received.reason}`);
       }
       if (received.kind !== 'received') return reject(receiveRefusalReply(received), `refused: ${received.kind === 'refused' ? received.reason : received.kind}`);

@@ -23,6 +23,7 @@
 import { PassThrough } from 'node:stream';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
+import { REPLIES } from './reply-codes.js';
 
 const LEADING_CODE = /^([245]\.\d{1,3}\.\d{1,3}) (.*)$/s;
 
@@ -133,7 +134,8 @@ export function installSmtpServerAdapter(): void {
   const sendOriginal: Send = function sendWithCodes(code, data, context) {
     if (code === 421 && data === 'Error: Command line too long') {
       const useEnhancedCodes = (this as unknown as { _useEnhancedStatusCodes(): boolean })._useEnhancedStatusCodes();
-      originalSend.call(this, 500, useEnhancedCodes ? '5.5.2 line too long' : 'line too long', false);
+      const r = REPLIES.lineTooLong;
+      originalSend.call(this, r.code, useEnhancedCodes ? `${r.enhanced} ${r.text}` : r.text, false);
       (this as unknown as { close(): void }).close();
       return;
     }
