@@ -102,6 +102,24 @@ export class NextHopConnection {
     return this.exclusive(() => this.sock.command(`RCPT TO:<${address}>${text}`, 'rcpt-to'));
   }
 
+  /**
+   * MAIL FROM and the first RCPT TO in one write, for a next hop that announced PIPELINING: one round trip instead of
+   * two. Both replies, in order; when MAIL got no reply, neither did RCPT (`rcpt` repeats the failure).
+   */
+  async mailAndRcpt(from: string, mailParams: EnvelopeParams, to: string, rcptParams: EnvelopeParams): Promise<{ mail: ReplyOutcome; rcpt: ReplyOutcome }> {
+    if (!this.capabilities.pipelining) throw new Error('NextHopConnection.mailAndRcpt: the next hop did not announce PIPELINING (a bug in the caller)');
+    assertAddress(from, true);
+    assertAddress(to, false);
+    const mail = `MAIL FROM:<${from}>${formatMailParams(mailParams, this.capabilities).text}`;
+    const rcpt = `RCPT TO:<${to}>${formatRcptParams(rcptParams, this.capabilities).text}`;
+    return this.exclusive(async () => {
+      this.sock.pipeline([mail, rcpt], 'mail-from');
+      const mailOutcome = await this.sock.readReply('mail-from');
+      if (mailOutcome.kind !== 'reply') return { mail: mailOutcome, rcpt: mailOutcome };
+      return { mail: mailOutcome, rcpt: await this.sock.readReply('rcpt-to') };
+    });
+  }
+
   rset(): Promise<ReplyOutcome> {
     return this.exclusive(() => this.sock.command('RSET', 'rset'));
   }

@@ -38,6 +38,13 @@ export type NextHopPool = {
    */
   begin(first: (connection: NextHopConnection) => Promise<ReplyOutcome>): Promise<BeginOutcome>;
   /**
+   * An idle connection that still looks alive, leased to the caller without sending anything on it; null when none
+   * is idle (nothing is opened). The caller may find it dead at its first command: discard() it then.
+   */
+  leaseIdle(): NextHopConnection | null;
+  /** Drops a leased connection found dead at its first command (the next hop closed it while it sat idle). */
+  discard(connection: NextHopConnection): void;
+  /**
    * Gives a connection back. 'clean': its transaction finished (or never began) — kept idle if reusable.
    * 'dirty': a transaction may be open — RSET first, kept only on 250. Never rejects.
    */
@@ -134,6 +141,17 @@ export function createNextHopPool(opts: NextHopOptions, limits: NextHopPoolLimit
     return connectNew();
   }
 
+  function leaseIdle(): NextHopConnection | null {
+    const reused = takeReusable();
+    if (reused !== null) counts.reused += 1;
+    return reused;
+  }
+
+  function discard(connection: NextHopConnection): void {
+    if (leased.delete(connection)) counts.dropped += 1;
+    connection.close();
+  }
+
   async function begin(first: (connection: NextHopConnection) => Promise<ReplyOutcome>): Promise<BeginOutcome> {
     // at most the idle connections present now are tried, then one new connection
     for (let reused = takeReusable(); reused !== null; reused = takeReusable()) {
@@ -195,7 +213,7 @@ export function createNextHopPool(opts: NextHopOptions, limits: NextHopPoolLimit
     return { idle: idle.length, inUse: leased.size, ...counts };
   }
 
-  return { acquire, begin, release, closeAll, stats };
+  return { acquire, begin, leaseIdle, discard, release, closeAll, stats };
 }
 
 /** RSET answered with 250. False for any other outcome, and for a connection still busy with a command (a caller bug). */

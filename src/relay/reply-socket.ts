@@ -70,6 +70,17 @@ export class ReplySocket {
     return this.readReply(during);
   }
 
+  /**
+   * Writes several command lines in one write (RFC 2920 pipelining); their replies are then read with readReply, in
+   * order. On a failed socket it writes nothing (the reads report the failure).
+   */
+  pipeline(lines: readonly string[], during: string): void {
+    if (this.failure !== null) return;
+    this.activity = during;
+    this.owed += lines.length;
+    this.socket.write(lines.join('\r\n') + '\r\n', 'utf8');
+  }
+
   /** Declares that `count` more replies are owed (e.g. one per LMTP recipient after the final dot). */
   expect(count: number): void {
     this.owed += count;

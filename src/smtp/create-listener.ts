@@ -1,5 +1,6 @@
 // One SMTP or LMTP listener: smtp-server wired to the pipeline and the next hop. MAIL and RCPT are
-// proxied to the next hop in real time, so its verdict on each recipient is the client's; DATA is
+// proxied to the next hop in real time (on a pooled connection that pipelines, MAIL goes with the
+// first RCPT), so its verdict on each recipient is the client's; DATA is
 // received, signed or verified, relayed, and answered with the next hop's end-of-data reply.
 // Input: untrusted SMTP clients; trusts XFORWARD only from xforward_hosts, AUTH only via users_file.
 
@@ -15,7 +16,7 @@ import { finishMessage, prepareMessage, type MessageContext, type PreparedMessag
 import { receiveMessage } from '../pipeline/receive-message.js';
 import { describeClient, matchCidrs, type ClientIdentity } from '../policy/client-identity.js';
 import { offersAuth } from '../policy/signing-reach.js';
-import type { NextHopConnection } from '../relay/next-hop-connection.js';
+import type { EnvelopeParams, NextHopConnection, ReplyOutcome } from '../relay/next-hop-connection.js';
 import type { NextHopPool } from '../relay/next-hop-pool.js';
 import { growDeclaredSize } from '../relay/envelope-params.js';
 import type { SmtpReply } from '../relay/smtp-reply.js';
@@ -42,8 +43,13 @@ export interface ListenerDeps {
 interface Transaction {
   readonly queueId: string;
   readonly started: number;
-  readonly connection: NextHopConnection;
+  /** Replaced when a pooled connection turns out dead at the deferred MAIL. */
+  connection: NextHopConnection;
   readonly mailFrom: string;
+  /** MAIL's parameters while MAIL waits to go out with the first RCPT (pipelined); null once sent. */
+  deferredMail: EnvelopeParams | null;
+  /** The next hop refused the deferred MAIL (or no connection could be had for it): every RCPT gets this. */
+  mailRefusal: Error | null;
   readonly recipients: string[];
   /** RCPT commands so far, refused ones included: max_recipients bounds the work each causes. */
   rcptCommands: number;
@@ -109,7 +115,14 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     state.transaction = null;
     deps.inFlight.finish();
     deps.metrics.transactionFinished();
-    void deps.pool().release(txn.connection, clean ? 'clean' : 'dirty');
+    // nothing went out on a connection whose MAIL is still deferred: it is clean
+    void deps.pool().release(txn.connection, clean || txn.deferredMail !== null ? 'clean' : 'dirty');
+  };
+
+  const openTransaction = (state: SessionState, connection: NextHopConnection, mailFrom: string, deferredMail: EnvelopeParams | null): void => {
+    state.transaction = { queueId: newQueueId(), started: performance.now(), connection, mailFrom, deferredMail, mailRefusal: null, recipients: [], rcptCommands: 0 };
+    deps.inFlight.start();
+    deps.metrics.transactionStarted();
   };
 
   /** A next-hop failure outside a finished message: counted, and answered with its reply. */
@@ -123,42 +136,76 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     return [rt.config.nextHop.host, connection?.remoteGreetingHost ?? ''].filter((n) => n !== '');
   };
 
+  type Opened = { kind: 'ok'; connection: NextHopConnection } | { kind: 'failed'; error: Error };
+
+  /** A connection on which the next hop accepted MAIL FROM, or the error the client gets. */
+  const openOnNextHop = async (sessionId: string, mailFrom: string, params: EnvelopeParams): Promise<Opened> => {
+    const acquired = await deps.pool().begin((connection) => connection.mailFrom(mailFrom, params));
+    if (acquired.kind !== 'ok') {
+      // No message line will say it (no transaction began): the operator reads it here.
+      const detail = acquired.kind === 'refused' ? { code: acquired.reply.code, enhanced: acquired.reply.enhanced, text: acquired.reply.text } : acquired;
+      deps.logger.warn({ session: sessionId, during: 'during' in acquired ? acquired.during : 'connect', nextHop: detail }, acquired.kind === 'refused' ? 'next hop refused the session' : `next hop ${acquired.kind}`);
+      return { kind: 'failed', error: counted(connectFailureVerdict(acquired)) };
+    }
+    const connection = acquired.connection;
+    const sent = acquired.reply;
+    if (sent.kind !== 'reply') {
+      void deps.pool().release(connection, 'dirty');
+      return { kind: 'failed', error: counted(commandFailureVerdict(sent)) };
+    }
+    if (sent.reply.code >= 300) {
+      void deps.pool().release(connection, 'dirty');
+      return { kind: 'failed', error: replyError(refusalReply(sent.reply, hideNames(connection))) };
+    }
+    return { kind: 'ok', connection };
+  };
+
   const onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {
     const state = stateOf(session);
     // A new MAIL after RSET, or a transaction the client abandoned: the old one ends first.
     endTransaction(state, false);
     if (deps.draining()) return callback(replyError(REPLIES.shuttingDown));
+    const params = growDeclaredSize(address.args || {}, deps.runtime.get().addedHeaderBytes);
+    // A live pooled connection to a next hop that pipelines: MAIL waits for the first RCPT and both go in one round
+    // trip (the next hop's verdict on MAIL then reaches the client at that RCPT; no recipient is acknowledged before
+    // the next hop accepted it). Without one, MAIL is proxied now, so an unreachable next hop is reported at MAIL.
+    const idle = deps.pool().leaseIdle();
+    if (idle !== null && idle.capabilities.pipelining) {
+      openTransaction(state, idle, address.address, params);
+      return callback();
+    }
+    if (idle !== null) void deps.pool().release(idle, 'clean');
     void (async () => {
-      const params = growDeclaredSize(address.args || {}, deps.runtime.get().addedHeaderBytes);
-      const acquired = await deps.pool().begin((connection) => connection.mailFrom(address.address, params));
-      if (acquired.kind !== 'ok') {
-        // No message line will say it (no transaction began): the operator reads it here.
-        const detail = acquired.kind === 'refused' ? { code: acquired.reply.code, enhanced: acquired.reply.enhanced, text: acquired.reply.text } : acquired;
-        deps.logger.warn({ session: session.id, during: 'during' in acquired ? acquired.during : 'connect', nextHop: detail }, acquired.kind === 'refused' ? 'next hop refused the session' : `next hop ${acquired.kind}`);
-        return callback(counted(connectFailureVerdict(acquired)));
-      }
-      const connection = acquired.connection;
-      const sent = acquired.reply;
-      if (sent.kind !== 'reply') {
-        void deps.pool().release(connection, 'dirty');
-        return callback(counted(commandFailureVerdict(sent)));
-      }
-      if (sent.reply.code >= 300) {
-        void deps.pool().release(connection, 'dirty');
-        return callback(replyError(refusalReply(sent.reply, hideNames(connection))));
-      }
+      const opened = await openOnNextHop(session.id, address.address, params);
+      if (opened.kind !== 'ok') return callback(opened.error);
       if (state.closed) {
-        void deps.pool().release(connection, 'dirty');
+        void deps.pool().release(opened.connection, 'dirty');
         return callback();
       }
-      state.transaction = { queueId: newQueueId(), started: performance.now(), connection, mailFrom: address.address, recipients: [], rcptCommands: 0 };
-      deps.inFlight.start();
-      deps.metrics.transactionStarted();
+      openTransaction(state, opened.connection, address.address, null);
       callback();
     })().catch((err: unknown) => {
       deps.logger.error({ err, session: session.id }, 'MAIL FROM failed');
       callback(replyError(REPLIES.internalError));
     });
+  };
+
+  /** The first RCPT of a transaction whose MAIL was deferred: both in one write; MAIL's refusal is this RCPT's answer. */
+  const sendDeferredMail = async (txn: Transaction, mailParams: EnvelopeParams, sessionId: string, rcpt: string, rcptArgs: EnvelopeParams): Promise<ReplyOutcome | Error> => {
+    txn.deferredMail = null;
+    const both = await txn.connection.mailAndRcpt(txn.mailFrom, mailParams, rcpt, rcptArgs);
+    const dead = both.mail.kind === 'lost' || (both.mail.kind === 'reply' && both.mail.reply.code === 421);
+    if (dead) {
+      // The next hop closed the pooled connection while it sat idle: MAIL goes on another one (a new one at the latest).
+      deps.pool().discard(txn.connection);
+      const opened = await openOnNextHop(sessionId, txn.mailFrom, mailParams);
+      if (opened.kind !== 'ok') return (txn.mailRefusal = opened.error);
+      txn.connection = opened.connection;
+      return txn.connection.rcptTo(rcpt, rcptArgs);
+    }
+    if (both.mail.kind !== 'reply') return both.mail;
+    if (both.mail.reply.code >= 300) return (txn.mailRefusal = replyError(refusalReply(both.mail.reply, hideNames(txn.connection))));
+    return both.rcpt;
   };
 
   const onRcptTo = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {
@@ -167,9 +214,11 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     if (!txn) return callback(replyError(REPLIES.internalError));
     // Past the limit nothing reaches the next hop; the client may send the rest in a new transaction.
     if (++txn.rcptCommands > deps.runtime.get().config.limits.maxRecipients) return callback(replyError(REPLIES.tooManyRecipients));
+    if (txn.mailRefusal !== null) return callback(txn.mailRefusal);
     void (async () => {
       const rcptArgs = { ...(address.args || {}) };
-      const sent = await txn.connection.rcptTo(address.address, rcptArgs);
+      const sent = txn.deferredMail !== null ? await sendDeferredMail(txn, txn.deferredMail, session.id, address.address, rcptArgs) : await txn.connection.rcptTo(address.address, rcptArgs);
+      if (sent instanceof Error) return callback(sent);
       if (sent.kind !== 'reply') {
         endTransaction(state, false);
         return callback(counted(commandFailureVerdict(sent)));

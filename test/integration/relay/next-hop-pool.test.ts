@@ -47,6 +47,25 @@ async function eventually(check: () => void): Promise<void> {
 }
 
 describe('createNextHopPool', () => {
+  it('leaseIdle hands out an idle connection without a command and never opens one; discard drops it', async () => {
+    const { server, pool } = await setUp();
+    expect(pool.leaseIdle()).toBeNull();
+    expect(server.connectionCount()).toBe(0);
+    const first = await acquired(pool);
+    await pool.release(first, 'clean');
+    const leased = pool.leaseIdle();
+    expect(leased).toBe(first);
+    expect(pool.stats()).toMatchObject({ idle: 0, inUse: 1, reused: 1 });
+    // MAIL and RCPT in one write, both answered
+    const both = await leased!.mailAndRcpt('sender@example.org', {}, 'rcpt@example.net', {});
+    expect(both).toMatchObject({ mail: { kind: 'reply', reply: { code: 250 } }, rcpt: { kind: 'reply', reply: { code: 250 } } });
+    expect((await leased!.data([Buffer.from('Subject: pipelined\r\n\r\nbody\r\n')], 1)).kind).toBe('replies');
+    pool.discard(leased!);
+    expect(leased!.reusable).toBe(false);
+    expect(pool.stats()).toMatchObject({ idle: 0, inUse: 0, dropped: 1 });
+    expect(server.messages).toHaveLength(1);
+  });
+
   it('sends 20 sequential messages over one connection', async () => {
     const { server, pool } = await setUp();
     for (let n = 0; n < 20; n++) {
