@@ -287,11 +287,14 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         record.relay.outcome = 'ambiguous';
         record.outcome = 'ambiguous';
       }
-      deps.logger.info(formatMessageLog(record), 'message');
-      deps.metrics.recordMessage(record);
       state.inData = false;
       endTransaction(state, clean);
       callback(err, message);
+      // After the reply went out (smtp-server flushes it on the next tick): the client does not wait for the log write.
+      setImmediate(() => {
+        deps.logger.info(formatMessageLog(record), 'message');
+        deps.metrics.recordMessage(record);
+      });
     };
     const reject = (reply: SmtpReplyValue, outcome: string) => {
       record.outcome = outcome;
