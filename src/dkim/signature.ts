@@ -2,7 +2,7 @@
 // Input: untrusted header text (latin1, bytes 1:1); every value is checked and bounded; never throws.
 
 import { decodeFoldedBase64, isFoldedBase64, unfoldedPrefix } from './folded-base64.js';
-import { parseTagList, preview, removeFws } from './tag-list.js';
+import { preview, removeFws, scanTagList, type TagSink } from './tag-list.js';
 import type { VerifyReason } from './results.js';
 
 export type SigningAlgorithm = 'rsa-sha256' | 'rsa-sha1' | 'ed25519-sha256';
@@ -51,7 +51,6 @@ export const MAX_SIGNATURE_FIELD_BYTES = 65536;
 /** h= entries beyond this are refused: each costs a header canonicalization. */
 export const MAX_SIGNED_HEADERS = 1000;
 
-const REQUIRED = ['v', 'a', 'b', 'bh', 'd', 'h', 's'] as const;
 // RFC 6376 §3.5 / RFC 5321 sub-domain: letters, digits, hyphens; labels joined by dots.
 /** The d= and s= syntax (RFC 6376 §3.5); the signer checks its configuration with the same rules. */
 export const DOMAIN = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
@@ -65,6 +64,51 @@ const ALGORITHMS = new Map<string, { keyType: 'rsa' | 'ed25519'; hash: 'sha256' 
   ['ed25519-sha256', { keyType: 'ed25519', hash: 'sha256' }],
 ]);
 
+// The tags a signature uses (RFC 6376 §3.5), each in a slot of SignatureTags: a DKIM-Signature is
+// parsed once per message, and slots cost less than a Map of names (no name strings, no hashing).
+const V = 0;
+const A = 1;
+const B = 2;
+const BH = 3;
+const C = 4;
+const D = 5;
+const H = 6;
+const I = 7;
+const L = 8;
+const Q = 9;
+const S = 10;
+const T = 11;
+const X = 12;
+/** The slot of each one-letter tag name (tag names are case-sensitive, RFC 6376 §3.2), -1 for others. */
+const LETTER_SLOT = new Int8Array(128).fill(-1);
+for (const [letter, slot] of [['v', V], ['a', A], ['b', B], ['c', C], ['d', D], ['h', H], ['i', I], ['l', L], ['q', Q], ['s', S], ['t', T], ['x', X]] as const) {
+  LETTER_SLOT[letter.charCodeAt(0)] = slot;
+}
+const REQUIRED: readonly (readonly [number, string])[] = [[V, 'v'], [A, 'a'], [B, 'b'], [BH, 'bh'], [D, 'd'], [H, 'h'], [S, 's']];
+
+/** A signature's tag list: the values of the tags in use by slot; other tags only checked for duplicates. */
+class SignatureTags implements TagSink {
+  // A literal: Array(13).fill() costs more than the rest of the tag scan.
+  readonly values: (string | undefined)[] = [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined];
+  private others: Set<string> | null = null;
+
+  put(text: string, a: number, z: number, va: number, vz: number): boolean {
+    // Tag names start with an ASCII letter (scanTagList checked), so charCodeAt(a) < 128.
+    const slot =
+      z - a === 1 ? LETTER_SLOT[text.charCodeAt(a)]! : z - a === 2 && text.charCodeAt(a) === 0x62 && text.charCodeAt(a + 1) === 0x68 ? BH : -1;
+    if (slot === -1) {
+      const name = text.slice(a, z);
+      this.others ??= new Set();
+      if (this.others.has(name)) return false;
+      this.others.add(name);
+      return true;
+    }
+    if (this.values[slot] !== undefined) return false;
+    this.values[slot] = text.slice(va, vz);
+    return true;
+  }
+}
+
 function isDomain(s: string): boolean {
   return DOMAIN.test(s);
 }
@@ -74,36 +118,51 @@ function parseDecimal(s: string): number | null {
   return DIGITS.test(s) && s.length <= 15 ? Number(s) : null;
 }
 
+/** s.split(':') by indexOf and slice: for the ten names of a usual h= about half the time of String.prototype.split (V8, Node 20). */
+function splitColons(s: string): string[] {
+  const parts: string[] = [];
+  let from = 0;
+  for (;;) {
+    const colon = s.indexOf(':', from);
+    if (colon === -1) break;
+    parts.push(s.slice(from, colon));
+    from = colon + 1;
+  }
+  parts.push(s.slice(from));
+  return parts;
+}
+
 /** Parses the value of one DKIM-Signature field (everything after the colon). */
 export function parseSignature(value: string): SignatureParse {
   const labels: SignatureLabels = { domain: null, selector: null, identity: null, algorithm: null, canonicalization: null, headerB: null };
   const error = (reason: VerifyReason, detail: string): SignatureParse => ({ kind: 'error', reason, detail, labels });
   if (value.length > MAX_SIGNATURE_FIELD_BYTES) return error('header_too_large', `signature field of ${value.length} bytes`);
-  const parsed = parseTagList(value);
-  if (parsed.kind === 'error') return error(parsed.reason, parsed.detail);
-  const tags = parsed.tags;
+  const parsed = new SignatureTags();
+  const syntax = scanTagList(value, parsed);
+  if (syntax) return error(syntax.reason, syntax.detail);
+  const tags = parsed.values;
 
   // Fill the labels first so even a broken signature is reported with what it claims.
-  const d = tags.get('d');
+  const d = tags[D];
   if (d !== undefined && isDomain(d)) labels.domain = d.toLowerCase();
-  const s = tags.get('s');
+  const s = tags[S];
   if (s !== undefined && SELECTOR.test(s)) labels.selector = s;
-  const a = tags.get('a')?.toLowerCase();
+  const a = tags[A]?.toLowerCase();
   const alg = a === undefined ? undefined : ALGORITHMS.get(a);
   if (alg) labels.algorithm = a!;
-  const b = tags.get('b');
+  const b = tags[B];
   // b= is the longest value: its base64 is checked once, for the label and for decoding.
   const bIsBase64 = b !== undefined && isFoldedBase64(b);
   if (bIsBase64) labels.headerB = unfoldedPrefix(b, 8);
 
-  for (const tag of REQUIRED) {
-    if (!tags.has(tag)) return error('missing_tag', `signature has no ${tag}= tag`);
+  for (const [slot, tag] of REQUIRED) {
+    if (tags[slot] === undefined) return error('missing_tag', `signature has no ${tag}= tag`);
   }
-  if (tags.get('v') !== '1') return error('bad_version', `unsupported signature version v=${preview(tags.get('v')!)}`);
-  if (!alg) return error('unknown_algorithm', `unknown algorithm a=${preview(tags.get('a')!)}`);
+  if (tags[V] !== '1') return error('bad_version', `unsupported signature version v=${preview(tags[V]!)}`);
+  if (!alg) return error('unknown_algorithm', `unknown algorithm a=${preview(tags[A]!)}`);
   const algorithm = a as SigningAlgorithm;
 
-  const c = (tags.get('c') ?? 'simple/simple').toLowerCase();
+  const c = (tags[C] ?? 'simple/simple').toLowerCase();
   const slash = c.indexOf('/');
   const hc = slash === -1 ? c : c.slice(0, slash);
   const bc = slash === -1 ? 'simple' : c.slice(slash + 1); // a second "/" makes it invalid
@@ -116,15 +175,15 @@ export function parseSignature(value: string): SignatureParse {
   if (labels.selector === null) return error('bad_tag_value', `bad selector s=${preview(s!)}`);
   const signingDomain = labels.domain;
 
-  const q = tags.get('q');
+  const q = tags[Q];
   if (q !== undefined && !removeFws(q).toLowerCase().split(':').includes('dns/txt')) {
     return error('bad_tag_value', `unsupported query method q=${preview(q)}`);
   }
 
-  const h = removeFws(tags.get('h')!);
+  const h = removeFws(tags[H]!);
   if (h === '') return error('bad_tag_value', 'empty h= tag');
   // Split once, lower-cased (lower-casing adds no ":"); valid names are ASCII, so this lower-cases each name.
-  const signedHeaders = h.toLowerCase().split(':');
+  const signedHeaders = splitColons(h.toLowerCase());
   if (signedHeaders.length > MAX_SIGNED_HEADERS) return error('header_too_large', `h= lists ${signedHeaders.length} fields`);
   // One test of the whole list; name by name only to report the first bad one as written.
   if (!FIELD_NAME_LIST.test(h)) {
@@ -135,7 +194,7 @@ export function parseSignature(value: string): SignatureParse {
 
   let agentId = `@${signingDomain}`;
   let agentDomain = signingDomain;
-  const i = tags.get('i');
+  const i = tags[I];
   if (i !== undefined) {
     const at = i.lastIndexOf('@');
     const dom = at === -1 ? '' : i.slice(at + 1);
@@ -152,19 +211,19 @@ export function parseSignature(value: string): SignatureParse {
   }
 
   let bodyLength: number | null = null;
-  const l = tags.get('l');
+  const l = tags[L];
   if (l !== undefined) {
     bodyLength = parseDecimal(l);
     if (bodyLength === null) return error('bad_tag_value', `bad body length l=${preview(l)}`);
   }
   let timestamp: number | null = null;
-  const t = tags.get('t');
+  const t = tags[T];
   if (t !== undefined) {
     timestamp = parseDecimal(t);
     if (timestamp === null) return error('bad_tag_value', `bad timestamp t=${preview(t)}`);
   }
   let expiration: number | null = null;
-  const x = tags.get('x');
+  const x = tags[X];
   if (x !== undefined) {
     expiration = parseDecimal(x);
     if (expiration === null) return error('bad_tag_value', `bad expiration x=${preview(x)}`);
@@ -174,7 +233,7 @@ export function parseSignature(value: string): SignatureParse {
 
   const signature = decodeFoldedBase64(b!, bIsBase64);
   if (signature === null) return error('bad_base64', 'b= is not valid base64');
-  const bodyHash = decodeFoldedBase64(tags.get('bh')!);
+  const bodyHash = decodeFoldedBase64(tags[BH]!);
   if (bodyHash === null) return error('bad_base64', 'bh= is not valid base64');
 
   return {

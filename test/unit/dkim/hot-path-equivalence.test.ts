@@ -2,9 +2,10 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { canonicalizeHeader, relaxedInto, simpleInto } from '../../../src/dkim/canonicalize-header.js';
 import { chooseSignedHeaders, parseHeaderList, selectSignedFields } from '../../../src/dkim/header-selection.js';
-import { parseSignature } from '../../../src/dkim/signature.js';
+import { parseSignature, type ParsedSignature } from '../../../src/dkim/signature.js';
 import { canonicalizeSignatureField, headerHashInput } from '../../../src/dkim/signature-field.js';
 import { frameMessage, type HeaderField } from '../../../src/mail/header-fields.js';
+import { parseTagList } from '../../../src/dkim/tag-list.js';
 import { referenceRelaxedHeader } from '../../helpers/reference-canon.js';
 
 // The verify and sign hot paths compare name bytes in place, scan small inputs instead of indexing
@@ -235,5 +236,81 @@ describe('the relaxed header hash input in WebAssembly', () => {
       }),
       { numRuns: 3000 },
     );
+  });
+});
+
+// parseSignature reads the tags it uses into slots (no Map of names). The plain reading: parseTagList's
+// Map, then the tag values by name.
+describe('DKIM-Signature tags read into slots', () => {
+  const BH = Buffer.alloc(32, 7).toString('base64');
+  const B = Buffer.alloc(64, 9).toString('base64');
+  // Valid tags, their neighbours in name (case, length, prefixes), unknown tags, and broken segments.
+  const REQUIRED_TAGS = ['v=1', 'a=rsa-sha256', 'd=example.com', 's=s1', 'h=From:To', `bh=${BH}`, `b=${B}`];
+  const tagArb = fc.oneof(
+    fc.constantFrom(...REQUIRED_TAGS, 'c=relaxed/simple', 't=1700000000', 'x=1800000000', 'l=10', 'i=@example.com', 'q=dns/txt'),
+    fc.constantFrom('z=From:a', 'V=2', 'B=x', 'BH=x', 'bhx=1', 'b_=1', 'hh=1', 'v=2', 'a=rsa-sha1', `b=${B.slice(1)}`, 'h=To', 'zz=1', 'z=2'),
+    fc.constantFrom(' ', '', '9=1', 'junk', 'b'),
+  );
+  // Most of the required tags (so that most lists get past the missing-tag check), extras, in any order.
+  const listArb = fc
+    .tuple(fc.subarray(REQUIRED_TAGS, { minLength: 6 }), fc.array(tagArb, { maxLength: 6 }))
+    .chain(([required, extras]) => fc.shuffledSubarray([...required, ...extras], { minLength: required.length + extras.length }))
+    .chain((tags) => fc.array(fc.constantFrom('', ' ', '\r\n\t'), { minLength: tags.length, maxLength: tags.length }).map((fws) => tags.map((t, i) => `${fws[i]}${t}`).join(';')));
+
+  /** What parseSignature must say about a value, from parseTagList: its tag error, or the values it reads. */
+  function expected(value: string): { reason: string; detail: string } | { tags: Map<string, string> } {
+    const parsed = parseTagList(value);
+    return parsed.kind === 'error' ? { reason: parsed.reason, detail: parsed.detail } : { tags: parsed.tags };
+  }
+
+  it('reports tag-list errors as parseTagList does, and reads the values parseTagList finds', () => {
+    fc.assert(
+      fc.property(listArb, (value) => {
+        const want = expected(value);
+        const got = parseSignature(value);
+        if ('reason' in want) {
+          expect(got).toMatchObject({ kind: 'error', reason: want.reason, detail: want.detail });
+          return;
+        }
+        const tags = want.tags;
+        const required = ['v', 'a', 'b', 'bh', 'd', 'h', 's'].find((t) => !tags.has(t));
+        if (required !== undefined) {
+          expect(got).toMatchObject({ kind: 'error', reason: 'missing_tag', detail: `signature has no ${required}= tag` });
+          return;
+        }
+        // Every value the generator writes is valid but v=2.
+        if (tags.get('v') !== '1') {
+          expect(got).toMatchObject({ kind: 'error', reason: 'bad_version' });
+          return;
+        }
+        if (got.kind === 'error') throw new Error(`expected ok, got ${got.reason}: ${got.detail}`);
+        const sig: ParsedSignature = got.signature;
+        expect(sig.signingDomain).toBe(tags.get('d'));
+        expect(sig.selector).toBe(tags.get('s'));
+        expect(sig.signedHeaders).toEqual(tags.get('h')!.toLowerCase().split(':'));
+        const decoded = (tag: string) => Buffer.from(tags.get(tag)!.replace(/[ \t\r\n]/g, ''), 'base64').toString('hex');
+        expect(sig.signature.toString('hex')).toBe(decoded('b'));
+        expect(sig.bodyHash.toString('hex')).toBe(decoded('bh'));
+        expect(sig.algorithm).toBe(tags.get('a'));
+        expect(`${sig.headerCanon}/${sig.bodyCanon}`).toBe(tags.get('c') ?? 'simple/simple');
+        expect(sig.timestamp).toBe(tags.has('t') ? Number(tags.get('t')) : null);
+        expect(sig.expiration).toBe(tags.has('x') ? Number(tags.get('x')) : null);
+        expect(sig.bodyLength).toBe(tags.has('l') ? Number(tags.get('l')) : null);
+        expect(sig.agentId).toBe(tags.get('i') ?? '@example.com');
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  it.each([
+    ['bh= twice', `v=1; a=rsa-sha256; d=example.com; s=s1; h=From; bh=${BH}; b=${B}; bh=${BH}`, 'duplicated tag bh='],
+    ['an unknown tag twice', `v=1; a=rsa-sha256; d=example.com; s=s1; h=From; bh=${BH}; b=${B}; zz=1; zz=2`, 'duplicated tag zz='],
+  ])('refuses %s as a duplicate', (_name, value, detail) => {
+    expect(parseSignature(value)).toMatchObject({ kind: 'error', reason: 'duplicate_tag', detail });
+  });
+
+  it('takes tag names case-sensitively: V= and BH= are other tags, not duplicates', () => {
+    const parsed = parseSignature(`v=1; V=2; a=rsa-sha256; d=example.com; s=s1; h=From; bh=${BH}; BH=x; b=${B}; B=y`);
+    expect(parsed).toMatchObject({ kind: 'ok' });
   });
 });
