@@ -58,10 +58,17 @@ export function canonicalizeSignatureField(canon: Canonicalization, field: Buffe
 
 /**
  * canonicalizeSignatureField written to `out` at `o` (no copy of the field with b= emptied is made);
- * returns the end offset. `out` needs field.length + 2 bytes from `o`.
+ * returns the end offset. `out` needs field.length + 2 bytes from `o`. `b`: findBValue(field, colon),
+ * when the caller knows it.
  */
-export function canonicalizeSignatureFieldInto(canon: Canonicalization, field: Buffer, colon: number, out: Buffer, o: number): number {
-  const b = findBValue(field, colon);
+export function canonicalizeSignatureFieldInto(
+  canon: Canonicalization,
+  field: Buffer,
+  colon: number,
+  out: Buffer,
+  o: number,
+  b: readonly [number, number] | null = findBValue(field, colon),
+): number {
   const skipFrom = b === null ? -1 : b[0];
   const skipTo = b === null ? -1 : b[1];
   // Both canonicalizations end the field with CRLF; the signature field enters the hash without it.
@@ -73,7 +80,8 @@ export function canonicalizeSignatureFieldInto(canon: Canonicalization, field: B
 /**
  * The header hash input (RFC 6376 §3.7) in one buffer: the selected fields of `buf` (null: nothing),
  * then the signature field with b= emptied and without its final CRLF. relaxed runs in WebAssembly
- * (one call for all fields).
+ * (one call for all fields). `bValue`: findBValue(signatureField, signatureColon), when the caller
+ * knows it.
  */
 export function headerHashInput(
   canon: Canonicalization,
@@ -81,6 +89,7 @@ export function headerHashInput(
   selected: readonly (HeaderField | null)[],
   signatureField: Buffer,
   signatureColon: number,
+  bValue: readonly [number, number] | null = findBValue(signatureField, signatureColon),
 ): Buffer {
   if (canon === 'relaxed') {
     const fields: HeaderField[] = [];
@@ -93,13 +102,12 @@ export function headerHashInput(
       if (f.end > hi) hi = f.end;
     }
     if (hi < lo) lo = hi = 0;
-    const b = findBValue(signatureField, signatureColon);
     const out = relaxedFields(buf, lo, hi, fields, {
       buf: signatureField,
       start: 0,
       end: signatureField.length,
-      skipFrom: b === null ? -1 : b[0],
-      skipTo: b === null ? -1 : b[1],
+      skipFrom: bValue === null ? -1 : bValue[0],
+      skipTo: bValue === null ? -1 : bValue[1],
     });
     // The signature field enters the hash without its final CRLF.
     return out.subarray(0, out.length - 2);
@@ -110,6 +118,6 @@ export function headerHashInput(
   const out = Buffer.allocUnsafe(size);
   let o = 0;
   for (const f of selected) if (f) o = canonicalizeHeaderInto(canon, buf, f.start, f.end, out, o);
-  o = canonicalizeSignatureFieldInto(canon, signatureField, signatureColon, out, o);
+  o = canonicalizeSignatureFieldInto(canon, signatureField, signatureColon, out, o, bValue);
   return out.subarray(0, o);
 }

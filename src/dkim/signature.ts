@@ -30,6 +30,11 @@ export interface ParsedSignature {
   readonly expiration: number | null;
   /** The first 8 characters of b= (RFC 6008 header.b). */
   readonly headerB: string;
+  /**
+   * Where the b= value lies in the parsed text, FWS around it included: [from, to) as findBValue
+   * (signature-field.ts) gives it in the field, so the verifier need not search for it again.
+   */
+  readonly bValue: readonly [number, number];
 }
 
 /** What could be read from a signature, even a broken one, for reporting. */
@@ -79,6 +84,10 @@ const Q = 9;
 const S = 10;
 const T = 11;
 const X = 12;
+function isFws(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
+}
+
 /** The slot of each one-letter tag name (tag names are case-sensitive, RFC 6376 §3.2), -1 for others. */
 const LETTER_SLOT = new Int8Array(128).fill(-1);
 for (const [letter, slot] of [['v', V], ['a', A], ['b', B], ['c', C], ['d', D], ['h', H], ['i', I], ['l', L], ['q', Q], ['s', S], ['t', T], ['x', X]] as const) {
@@ -91,6 +100,9 @@ class SignatureTags implements TagSink {
   // A literal: Array(13).fill() costs more than the rest of the tag scan.
   readonly values: (string | undefined)[] = [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined];
   private others: Set<string> | null = null;
+  /** b='s value with the FWS around it: [after "=", before ";" or the end). */
+  bFrom = -1;
+  bTo = -1;
 
   put(text: string, a: number, z: number, va: number, vz: number): boolean {
     // Tag names start with an ASCII letter (scanTagList checked), so charCodeAt(a) < 128.
@@ -105,6 +117,15 @@ class SignatureTags implements TagSink {
     }
     if (this.values[slot] !== undefined) return false;
     this.values[slot] = text.slice(va, vz);
+    if (slot === B) {
+      // Only FWS lies between "=" and the trimmed value, and between it and ";" (or the end).
+      let from = va;
+      let to = vz;
+      while (isFws(text.charCodeAt(from - 1))) from--;
+      while (to < text.length && isFws(text.charCodeAt(to))) to++;
+      this.bFrom = from;
+      this.bTo = to;
+    }
     return true;
   }
 }
@@ -256,6 +277,7 @@ export function parseSignature(value: string): SignatureParse {
       timestamp,
       expiration,
       headerB: labels.headerB ?? '',
+      bValue: [parsed.bFrom, parsed.bTo],
     },
   };
 }

@@ -184,7 +184,11 @@ function keyApplicability(sig: ParsedSignature, key: PublicKeyRecord): [VerifyRe
 function signedHeaderData(framed: FramedMessage, p: Pending): Buffer {
   const { buf, fields } = framed;
   const selected = selectSignedFields(fields, p.sig.signedHeaders);
-  return headerHashInput(p.sig.headerCanon, buf, selected, buf.subarray(p.field.start, p.field.end), p.field.colon - p.field.start);
+  const colon = p.field.colon - p.field.start;
+  // The signature was parsed from the text after the colon: its b= offsets shift by colon + 1.
+  const [bFrom, bTo] = p.sig.bValue;
+  const bValue = [colon + 1 + bFrom, colon + 1 + bTo] as const;
+  return headerHashInput(p.sig.headerCanon, buf, selected, buf.subarray(p.field.start, p.field.end), colon, bValue);
 }
 
 function signatureVerifies(p: Pending, key: PublicKeyRecord, data: Buffer): boolean {

@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { canonicalizeHeader, relaxedInto, simpleInto } from '../../../src/dkim/canonicalize-header.js';
 import { chooseSignedHeaders, parseHeaderList, selectSignedFields } from '../../../src/dkim/header-selection.js';
 import { parseSignature, type ParsedSignature } from '../../../src/dkim/signature.js';
-import { canonicalizeSignatureField, headerHashInput } from '../../../src/dkim/signature-field.js';
+import { canonicalizeSignatureField, findBValue, headerHashInput } from '../../../src/dkim/signature-field.js';
 import { frameMessage, type HeaderField } from '../../../src/mail/header-fields.js';
 import { parseTagList } from '../../../src/dkim/tag-list.js';
 import { referenceRelaxedHeader } from '../../helpers/reference-canon.js';
@@ -307,6 +307,33 @@ describe('DKIM-Signature tags read into slots', () => {
     ['an unknown tag twice', `v=1; a=rsa-sha256; d=example.com; s=s1; h=From; bh=${BH}; b=${B}; zz=1; zz=2`, 'duplicated tag zz='],
   ])('refuses %s as a duplicate', (_name, value, detail) => {
     expect(parseSignature(value)).toMatchObject({ kind: 'error', reason: 'duplicate_tag', detail });
+  });
+
+  it('gives the b= value where findBValue finds it in the field, FWS included', () => {
+    const fwsArb = fc.constantFrom('', ' ', '\t', '\r\n\t', ' \r\n ');
+    const fieldArb = fc
+      .tuple(listArb, fwsArb, fwsArb, fwsArb, fwsArb, fc.constantFrom(B, `${B.slice(0, 20)}\r\n\t${B.slice(20)}`), fc.nat(), fc.boolean())
+      .map(([list, f1, f2, f3, f4, value, at, crlf]) => {
+        // The list with its b= tag written with FWS around name and value, or added where there is none.
+        const segments = list.split(';').filter((seg) => seg.trim().split('=')[0] !== 'b');
+        segments.splice(at % (segments.length + 1), 0, `${f1}b${f2}=${f3}${value}${f4}`);
+        return `DKIM-Signature:${segments.join(';')}${crlf ? '\r\n' : ''}`;
+      });
+    let checked = 0;
+    fc.assert(
+      fc.property(fieldArb, (field) => {
+        const buf = bytes(field);
+        const colon = buf.indexOf(0x3a);
+        const valueEnd = field.endsWith('\r\n') ? buf.length - 2 : buf.length;
+        const parsed = parseSignature(field.slice(colon + 1, valueEnd));
+        if (parsed.kind !== 'ok') return;
+        checked++;
+        const [from, to] = parsed.signature.bValue;
+        expect([colon + 1 + from, colon + 1 + to]).toEqual(findBValue(buf, colon));
+      }),
+      { numRuns: 2000 },
+    );
+    expect(checked).toBeGreaterThan(200);
   });
 
   it('takes tag names case-sensitively: V= and BH= are other tags, not duplicates', () => {
