@@ -152,6 +152,21 @@ describe('DKIM-Signature values and defaults (RFC 6376 §3.5)', () => {
     expect(ok(text)).toMatchObject({ selector: 's1', signingDomain: 'example.com', signedHeaders: ['from'] });
   });
 
+  it('reads an h= text it has met before alike, also after hundreds of other h= texts', () => {
+    // Valid h= lists are kept by their text (a signer repeats its h=): the kept answer must be the answer.
+    const first = ok(sig({ h: 'From:\r\n\tSUBJECT:To' })).signedHeaders;
+    expect(first).toEqual(['from', 'subject', 'to']);
+    expect(Object.isFrozen(first)).toBe(true);
+    for (let i = 0; i < 600; i++) expect(ok(sig({ h: `From:X-${i}` })).signedHeaders).toEqual(['from', `x-${i}`]);
+    for (let i = 0; i < 600; i += 37) expect(ok(sig({ h: `From:X-${i}` })).signedHeaders).toEqual(['from', `x-${i}`]);
+    expect(ok(sig({ h: 'From:\r\n\tSUBJECT:To' })).signedHeaders).toEqual(['from', 'subject', 'to']);
+    for (let round = 0; round < 2; round++) {
+      expect(parseSignature(sig({ h: 'From::To' }))).toMatchObject({ kind: 'error', reason: 'bad_tag_value', detail: 'bad field name in h=: ' });
+      const long = Array(400).fill('Subject').join(':');
+      expect(ok(sig({ h: long })).signedHeaders).toHaveLength(400);
+    }
+  });
+
   it(`accepts h= with exactly ${MAX_SIGNED_HEADERS} names`, () => {
     expect(ok(sig({ h: Array(MAX_SIGNED_HEADERS).fill('From').join(':') })).signedHeaders).toHaveLength(MAX_SIGNED_HEADERS);
   });
