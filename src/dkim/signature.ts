@@ -171,7 +171,9 @@ function parseSignedHeaders(text: string): readonly string[] | Refusal {
       if (!FIELD_NAME.test(name)) return { reason: 'bad_tag_value', detail: `bad field name in h=: ${preview(name)}` };
     }
   }
-  return Object.freeze(names);
+  // Not frozen: a frozen array is another elements kind, and selectSignedFields, which also gets the
+  // signer's plain arrays, runs ~40 % slower when it sees both. ParsedSignature exposes it read-only.
+  return names;
 }
 
 /**

@@ -156,7 +156,6 @@ describe('DKIM-Signature values and defaults (RFC 6376 §3.5)', () => {
     // Valid h= lists are kept by their text (a signer repeats its h=): the kept answer must be the answer.
     const first = ok(sig({ h: 'From:\r\n\tSUBJECT:To' })).signedHeaders;
     expect(first).toEqual(['from', 'subject', 'to']);
-    expect(Object.isFrozen(first)).toBe(true);
     for (let i = 0; i < 600; i++) expect(ok(sig({ h: `From:X-${i}` })).signedHeaders).toEqual(['from', `x-${i}`]);
     for (let i = 0; i < 600; i += 37) expect(ok(sig({ h: `From:X-${i}` })).signedHeaders).toEqual(['from', `x-${i}`]);
     expect(ok(sig({ h: 'From:\r\n\tSUBJECT:To' })).signedHeaders).toEqual(['from', 'subject', 'to']);
