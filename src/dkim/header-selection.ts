@@ -34,7 +34,8 @@ export function selectSignedFields(fields: readonly HeaderField[], signedHeaders
     for (let j = 0; j < h; j++) {
       const name = signedHeaders[j]!;
       let n = 0;
-      for (let k = 0; k < j; k++) if (signedHeaders[k] === name) n++;
+      // Lengths first: most names differ in length, and comparing two distinct strings costs a call.
+      for (let k = 0; k < j; k++) if (signedHeaders[k]!.length === name.length && signedHeaders[k] === name) n++;
       let found: HeaderField | null = null;
       for (let i = fields.length - 1; i >= 0; i--) {
         const f = fields[i]!;

@@ -208,20 +208,33 @@ function signatureVerifies(p: Pending, key: PublicKeyRecord, data: Buffer): bool
 /** Steps (7)–(12) once the body hashes are known. Lookups run concurrently, one per distinct name. */
 export async function completeVerification(plan: VerificationPlan, bodies: BodyHasher, opts: VerifyOptions): Promise<VerifyReport> {
   const minKeyBits = opts.minKeyBits ?? VERIFY_DEFAULTS.minKeyBits;
-  const lookupIndex = new Map<string, number>();
+  const pending = plan.pending;
+  // lookupOf[j]: the lookup of pending[j]'s key name. One signature (the usual case) needs no Map of
+  // names (hashing a fresh name string) and no Promise.all.
+  const lookupOf: number[] = [];
   const lookups: Promise<TxtLookupOutcome>[] = [];
-  for (const p of plan.pending) {
-    if (lookupIndex.has(p.keyName)) continue;
-    lookupIndex.set(p.keyName, lookups.length);
-    lookups.push(opts.lookupTxt(p.keyName));
+  if (pending.length === 1) {
+    lookupOf.push(0);
+    lookups.push(opts.lookupTxt(pending[0]!.keyName));
+  } else {
+    const lookupIndex = new Map<string, number>();
+    for (const p of pending) {
+      let i = lookupIndex.get(p.keyName);
+      if (i === undefined) {
+        i = lookups.length;
+        lookupIndex.set(p.keyName, i);
+        lookups.push(opts.lookupTxt(p.keyName));
+      }
+      lookupOf.push(i);
+    }
   }
-  // One lookup (the usual case) needs no Promise.all.
   const outcomes = lookups.length === 1 ? [await lookups[0]!] : await Promise.all(lookups);
 
   const verdicts = plan.verdicts.slice();
-  for (const p of plan.pending) {
+  for (let j = 0; j < pending.length; j++) {
+    const p = pending[j]!;
     const name = p.keyName;
-    const decision = decideKey(outcomes[lookupIndex.get(name)!]!, name);
+    const decision = decideKey(outcomes[lookupOf[j]!]!, name);
     if (decision.kind === 'error') {
       verdicts[p.index] = verdict(p.labels, decision.reason, decision.detail);
       continue;
