@@ -84,6 +84,7 @@ const Q = 9;
 const S = 10;
 const T = 11;
 const X = 12;
+
 function isFws(c: number): boolean {
   return c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
 }
