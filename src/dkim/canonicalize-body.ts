@@ -18,7 +18,8 @@ const CRLF_BLOCK = Buffer.from('\r\n'.repeat(4096));
 const CRLF = CRLF_BLOCK.subarray(0, 2);
 /** Runs of whole lines at least this long go to WebAssembly; below it the copy and call cost more than they save. */
 export const WASM_MIN_BYTES = 256;
-const WASM_SLICE_BYTES = 64 * 1024;
+/** Runs of whole lines are canonicalized and hashed in slices of about this size (cut after a CRLF). */
+export const WASM_SLICE_BYTES = 64 * 1024;
 
 /** Receives canonical bytes. The Buffer is only valid during the call (scratch space is reused): copy to keep. */
 export type Emit = (bytes: Buffer) => void;
