@@ -16,10 +16,18 @@ interface BodyScanModule {
 const instance = new WebAssembly.Instance(new WebAssembly.Module(Buffer.from(WASM_BASE64, 'base64')));
 const wasm = instance.exports as unknown as BodyScanModule;
 
-function memoryOf(bytesNeeded: number): Uint8Array {
-  const memory = wasm.memory;
-  if (memory.buffer.byteLength < bytesNeeded) memory.grow(Math.ceil((bytesNeeded - memory.buffer.byteLength) / PAGE));
-  return new Uint8Array(memory.buffer);
+/**
+ * Views of the module's memory, made again only when it grows (which detaches the old ones; nothing
+ * else grows it): a view per call cost about 0.1 us, a body of 2 MB makes 32 calls.
+ */
+let memoryBytes = Buffer.from(wasm.memory.buffer);
+
+function memoryOf(bytesNeeded: number): Buffer {
+  if (memoryBytes.length < bytesNeeded) {
+    wasm.memory.grow(Math.ceil((bytesNeeded - memoryBytes.length) / PAGE));
+    memoryBytes = Buffer.from(wasm.memory.buffer);
+  }
+  return memoryBytes;
 }
 
 /**
@@ -34,7 +42,7 @@ export function canonicalizeRelaxedLines(src: Buffer, start: number, end: number
   bytes.set(src.subarray(start, end), 0);
   bytes[len] = 0; // the sentinel the one-byte look-ahead reads
   const outLen = wasm.relaxed(len, out);
-  return Buffer.from(wasm.memory.buffer, out, outLen);
+  return bytes.subarray(out, out + outLen);
 }
 
 /**
