@@ -53,6 +53,9 @@ const cases: [string, string][] = [
   ['a line longer than a slice with WSP runs around S', 'x'.repeat(S - 3) + '  \t y ' + 'z '.repeat(S / 2) + ' \r\n' + textLines(200)],
   ['a slice without WSP, then a slice with an HT only', base64Lines(S + 10) + base64Lines(S / 2) + 'QQ\tQQ\r\n' + base64Lines(1000)],
   ['a slice without WSP followed by one with SP runs', base64Lines(S - 4) + 'a  b\r\n' + base64Lines(S) + 'c \r\n'],
+  ['bare LFs between the last CRLF and the cut', textLines(S - 6) + 'x\n y \nz\r\n' + ' w  \r\n' + textLines(300)],
+  ['a bare LF as the last LF before the cut, then only WSP lines', textLines(S - 3) + 'x\n' + '\r\n' + ' \t\r\n'],
+  ['only bare LFs in the first slice, a CRLF after it', 'a \n'.repeat(S / 2) + ' \r\n' + textLines(S)],
   ['a bare CR before the cut and a bare LF after it', textLines(S - 9) + 'a \r b \r\n' + '\n c  \r\n' + textLines(400)],
   ['three slices of text with double spaces everywhere', 'one  two   three \t four\r\n'.repeat(Math.ceil((3 * S) / 25))],
 ];
