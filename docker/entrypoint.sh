@@ -16,4 +16,5 @@ else
   esac
 fi
 
-exec node "$app/dist/cli.js" "$@"
+# A 64 MB young generation (V8 semi-space): fewer scavenges, a lower p99 latency (README, Performance).
+exec node --max-semi-space-size=64 "$app/dist/cli.js" "$@"

@@ -5,6 +5,7 @@
 // the serve process (ended by PID).
 
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile, stat, writeFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,14 @@ import { spawnServe, stopAllServeProcesses, type ServeProcess } from '../../help
 const SEND_DEMO = fileURLToPath(new URL('../../../scripts/send-demo.mjs', import.meta.url));
 /** Another run of this test (a parallel suite on the same machine) may hold the built-in ports for a few seconds. */
 const PORTS_DEADLINE_MS = 120_000;
+
+/** The Node flags of `npm start` ("node FLAGS dist/cli.js serve" in package.json), so the test runs what it runs. */
+const START_NODE_FLAGS: string[] = (() => {
+  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { scripts: { start: string } };
+  const m = /^node((?: --[^ ]+)*) dist\/cli\.js serve$/.exec(pkg.scripts.start);
+  if (!m) throw new Error(`package.json scripts.start is not "node [flags] dist/cli.js serve": ${pkg.scripts.start}`);
+  return m[1]!.split(' ').filter(Boolean);
+})();
 
 const dirs: string[] = [];
 
@@ -44,7 +53,7 @@ async function serveBuiltIn(dir: string): Promise<ServeProcess & { attempts: Ser
   const deadline = Date.now() + PORTS_DEADLINE_MS;
   const attempts: ServeProcess[] = [];
   for (let attempt = 1; ; attempt++) {
-    const served = spawnServe([], { cwd: dir });
+    const served = spawnServe([], { cwd: dir, nodeArgs: START_NODE_FLAGS });
     attempts.push(served);
     const outcome = await served
       .waitForLine((l) => l.msg === 'listening' || (typeof l.msg === 'string' && l.msg.includes('already in use')), 30_000)

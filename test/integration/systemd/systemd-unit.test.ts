@@ -95,7 +95,10 @@ describe('config/systemd/dkimgate.service', () => {
       const config = join(work, 'dkimgate.yaml');
       await writeFile(config, `listen: [{ host: 127.0.0.1, port: 0 }]\nnext_hop: { host: 127.0.0.1, port: ${hop.port} }\n`);
       const args = execStart().local.map((arg) => (arg === '/etc/dkimgate/dkimgate.yaml' ? config : arg));
-      const gate = await startDkimgate({ command: args as [string, ...string[]] });
+      // with the unit's Environment= (NODE_OPTIONS carries a V8 flag: node refuses to start if it may not go there)
+      const env = { ...process.env, ...Object.fromEntries(values('Environment').map((v) => [v.slice(0, v.indexOf('=')), v.slice(v.indexOf('=') + 1)])) };
+      expect(env.NODE_OPTIONS).toBe('--max-semi-space-size=64');
+      const gate = await startDkimgate({ command: args as [string, ...string[]], env });
       try {
         const [killer, ...reloadArgs] = value('ExecReload')!.split(/\s+/);
         await execFileAsync(killer!, reloadArgs.map((a) => (a === '$MAINPID' ? String(gate.pid) : a)));
