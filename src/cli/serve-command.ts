@@ -76,11 +76,22 @@ export const runServe: CommandRunner = async (argv, io) => {
   };
   const hupHandler = () => onHup();
   process.on('SIGHUP', hupHandler);
+  // SIGTERM/SIGINT likewise (a quick `systemctl restart`): one that arrives while we start is acted on once we run.
+  let stopBeforeStart: string | null = null;
+  let onStop: (signal: string) => void = (signal) => {
+    stopBeforeStart ??= signal;
+  };
+  const termHandler = () => onStop('SIGTERM');
+  const intHandler = () => onStop('SIGINT');
+  process.once('SIGTERM', termHandler);
+  process.once('SIGINT', intHandler);
   let daemon;
   try {
     daemon = await startDaemon(config, logger, options);
   } catch (err) {
     process.removeListener('SIGHUP', hupHandler);
+    process.removeListener('SIGTERM', termHandler);
+    process.removeListener('SIGINT', intHandler);
     if (err instanceof StartupError) throw new CliError(`cannot start: ${err.problems.join('; ')}`);
     const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
     if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
@@ -114,7 +125,8 @@ export const runServe: CommandRunner = async (argv, io) => {
   };
   if (hupBeforeStart) onHup();
   await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
+    onStop = (signal: string) => {
+      onStop = () => {}; // the other of SIGTERM/SIGINT while draining: already stopping
       logger.info({ signal }, 'stopping: finishing transactions in flight');
       process.removeListener('SIGHUP', hupHandler);
       void running.stop().then(() => {
@@ -122,8 +134,7 @@ export const runServe: CommandRunner = async (argv, io) => {
         resolve();
       });
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    if (stopBeforeStart !== null) onStop(stopBeforeStart);
   });
   return 0;
 };

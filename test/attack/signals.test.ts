@@ -147,6 +147,29 @@ describe('a SIGHUP at start-up', () => {
   });
 });
 
+describe('a SIGTERM at start-up', () => {
+  it('sent the moment it logs "listening" (a quick systemctl restart): it stops cleanly, exit 0, 10 starts of 10', { timeout: 60_000 }, async () => {
+    const next = await hop();
+    const { config } = await setUp('early-term', next.port);
+    const codes: Array<number | null> = [];
+    for (let i = 0; i < 10; i++) {
+      const served = spawnServe(['--config', config]);
+      await new Promise<void>((resolve) => {
+        served.child.stdout!.on('data', (d: Buffer) => {
+          if (d.toString('utf8').includes('"msg":"listening"')) {
+            served.child.kill('SIGTERM');
+            resolve();
+          }
+        });
+      });
+      codes.push(await Promise.race([served.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]));
+    }
+    await stopAllServeProcesses();
+    // Before its handler went in ahead of the listeners, SIGTERM's default action could end it (exit code null).
+    expect(codes).toEqual(Array(10).fill(0));
+  });
+});
+
 describe('a SIGHUP storm during traffic', () => {
   it('100 SIGHUPs while 4 clients send 200 messages: every message 250, held once and signed; no crash', { timeout: 120_000 }, async () => {
     const next = await hop();
