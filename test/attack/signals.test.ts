@@ -120,21 +120,27 @@ describe('SIGHUP with a key that is gone', () => {
   });
 });
 
+/** Starts serve and sends it `signal` in the same tick as its "listening" line arrives (as systemd may). */
+async function signalWhenListening(config: string, signal: NodeJS.Signals): Promise<ReturnType<typeof spawnServe>> {
+  const served = spawnServe(['--config', config]);
+  await new Promise<void>((resolve) => {
+    served.child.stdout!.on('data', (d: Buffer) => {
+      if (d.toString('utf8').includes('"msg":"listening"')) {
+        served.child.kill(signal);
+        resolve();
+      }
+    });
+  });
+  return served;
+}
+
 describe('a SIGHUP at start-up', () => {
   it('sent the moment it logs "listening" (as systemd ExecReload may): it reloads instead of dying, 10 starts of 10', { timeout: 60_000 }, async () => {
     const next = await hop();
     const { config } = await setUp('early', next.port);
     let alive = 0;
     for (let i = 0; i < 10; i++) {
-      const served = spawnServe(['--config', config]);
-      await new Promise<void>((resolve) => {
-        served.child.stdout!.on('data', (d: Buffer) => {
-          if (d.toString('utf8').includes('"msg":"listening"')) {
-            served.child.kill('SIGHUP');
-            resolve();
-          }
-        });
-      });
+      const served = await signalWhenListening(config, 'SIGHUP');
       const reloaded = await served.waitForLine((l) => l.msg === 'configuration reloaded', 5000).then(
         () => true,
         () => false,
@@ -153,15 +159,7 @@ describe('a SIGTERM at start-up', () => {
     const { config } = await setUp('early-term', next.port);
     const codes: Array<number | null> = [];
     for (let i = 0; i < 10; i++) {
-      const served = spawnServe(['--config', config]);
-      await new Promise<void>((resolve) => {
-        served.child.stdout!.on('data', (d: Buffer) => {
-          if (d.toString('utf8').includes('"msg":"listening"')) {
-            served.child.kill('SIGTERM');
-            resolve();
-          }
-        });
-      });
+      const served = await signalWhenListening(config, 'SIGTERM');
       codes.push(await Promise.race([served.exited, new Promise<null>((r) => setTimeout(() => r(null), 10_000))]));
     }
     await stopAllServeProcesses();
