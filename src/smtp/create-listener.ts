@@ -191,7 +191,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   };
 
   /** The first RCPT of a transaction whose MAIL was deferred: both in one write; MAIL's refusal is this RCPT's answer. */
-  const sendDeferredMail = async (txn: Transaction, mailParams: EnvelopeParams, sessionId: string, rcpt: string, rcptArgs: EnvelopeParams): Promise<ReplyOutcome | Error> => {
+  const sendDeferredMail = async (state: SessionState, txn: Transaction, mailParams: EnvelopeParams, sessionId: string, rcpt: string, rcptArgs: EnvelopeParams): Promise<ReplyOutcome | Error> => {
     txn.deferredMail = null;
     const both = await txn.connection.mailAndRcpt(txn.mailFrom, mailParams, rcpt, rcptArgs);
     const dead = both.mail.kind === 'lost' || (both.mail.kind === 'reply' && both.mail.reply.code === 421);
@@ -200,6 +200,11 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       deps.pool().discard(txn.connection);
       const opened = await openOnNextHop(sessionId, txn.mailFrom, mailParams);
       if (opened.kind !== 'ok') return (txn.mailRefusal = opened.error);
+      if (state.transaction !== txn) {
+        // the client ended the transaction (QUIT, RSET, gone) meanwhile: the new connection is not its to keep
+        void deps.pool().release(opened.connection, 'dirty');
+        return replyError(REPLIES.internalError);
+      }
       txn.connection = opened.connection;
       return txn.connection.rcptTo(rcpt, rcptArgs);
     }
@@ -217,7 +222,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     if (txn.mailRefusal !== null) return callback(txn.mailRefusal);
     void (async () => {
       const rcptArgs = { ...(address.args || {}) };
-      const sent = txn.deferredMail !== null ? await sendDeferredMail(txn, txn.deferredMail, session.id, address.address, rcptArgs) : await txn.connection.rcptTo(address.address, rcptArgs);
+      const sent = txn.deferredMail !== null ? await sendDeferredMail(state, txn, txn.deferredMail, session.id, address.address, rcptArgs) : await txn.connection.rcptTo(address.address, rcptArgs);
       if (sent instanceof Error) return callback(sent);
       if (sent.kind !== 'reply') {
         endTransaction(state, false);
