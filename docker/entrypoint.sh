@@ -16,5 +16,5 @@ else
   esac
 fi
 
-# A 64 MB young generation (V8 semi-space): fewer scavenges, a lower p99 latency (README, Performance).
+# A 64 MB young generation (V8 semi-space): fewer scavenges, a lower p99 latency (README, Development: bench:e2e).
 exec node --max-semi-space-size=64 "$app/dist/cli.js" "$@"

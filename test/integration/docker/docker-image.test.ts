@@ -180,7 +180,7 @@ describe("the image's start command and HEALTHCHECK, run directly", () => {
     });
     expect(gate.listeners).toEqual([{ protocol: 'smtp', host: '127.0.0.1', port: listen }]);
     // exec: the process we started is node running dist/cli.js, so it gets SIGTERM and SIGHUP itself
-    // with the young generation of the other start paths (README, Performance)
+    // with the young generation of the other start paths (README, Development: bench:e2e)
     expect(readFileSync(`/proc/${gate.pid}/cmdline`, 'utf8').split('\0')).toEqual(expect.arrayContaining(['--max-semi-space-size=64', join(ROOT, 'dist/cli.js'), 'serve']));
 
     expect(await sendFrom(listen, MESSAGE, { localAddress: '127.0.0.9' })).toBe(250);
