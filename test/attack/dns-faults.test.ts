@@ -7,28 +7,19 @@ import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { connect, createServer, type Server } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/defaults.js';
-import { BASIC_MESSAGE, rsaKey, sign, type TestKey } from '../helpers/dkim-test-kit.js';
+import { BASIC_MESSAGE, fromDomain, rsaKey, sign, type TestKey } from '../helpers/dkim-test-kit.js';
 import { firstField, Harness, messageLine } from '../helpers/daemon-harness.js';
-import { startDnsServer, startSilentDnsServer, type RunningDnsServer, type SilentDnsServer } from '../helpers/dns-server.js';
+import { useDnsServers } from '../helpers/dns-server.js';
 import { sendMail } from '../helpers/raw-smtp-client.js';
 
 const harness = new Harness();
 // 4096 bits: its TXT record (about 740 bytes) does not fit a 512-byte UDP answer, as with many real keys.
 const bigKey: TestKey = rsaKey(4096);
-let dns: RunningDnsServer;
-let silent: SilentDnsServer;
+const servers = useDnsServers({ 'big._domainkey.signed.test': bigKey.record });
 
-beforeAll(async () => {
-  await harness.setup();
-  dns = await startDnsServer({ txt: { 'big._domainkey.signed.test': bigKey.record } });
-  silent = await startSilentDnsServer();
-});
+beforeAll(() => harness.setup());
 afterEach(() => harness.cleanup());
-afterAll(async () => {
-  await dns?.stop();
-  await silent?.stop();
-  await harness.dispose();
-});
+afterAll(() => harness.dispose());
 
 type UdpMode = 'truncate' | 'garble';
 
@@ -46,7 +37,7 @@ async function faultyDns(mode: UdpMode, tcp: 'forward' | 'none'): Promise<{ serv
     if (tcp === 'forward') {
       tcpServer = createServer((client) => {
         tcpConnections++;
-        const upstream = connect({ host: dns.host, port: dns.port });
+        const upstream = connect({ host: servers.dns.host, port: servers.dns.port });
         client.pipe(upstream).pipe(client);
         client.on('error', () => upstream.destroy());
         upstream.on('error', () => client.destroy());
@@ -86,17 +77,10 @@ async function faultyDns(mode: UdpMode, tcp: 'forward' | 'none'): Promise<{ serv
 }
 
 function verifyingGate(server: string, policy: 'accept' | 'tempfail' = 'accept') {
-  const base = defaultConfig();
-  return harness.startGate(
-    harness.config({ relayHosts: [], policy: { ...base.policy, onTemperror: policy }, dns: { ...base.dns, servers: [server], timeout: 1000, cacheSize: 0 } }),
-  );
+  return harness.startVerifyingGate(server, { policy: { ...defaultConfig().policy, onTemperror: policy } }, { timeout: 1000, cacheSize: 0 });
 }
 
-function from(domain: string): Buffer {
-  return Buffer.from(BASIC_MESSAGE.toString('latin1').replace(/^From: .*$/m, `From: Someone <someone@${domain}>`), 'latin1');
-}
-
-const signedBig = () => sign(from('signed.test'), bigKey, { signingDomain: 'signed.test', selector: 'big' });
+const signedBig = () => sign(fromDomain(BASIC_MESSAGE, 'signed.test'), bigKey, { signingDomain: 'signed.test', selector: 'big' });
 
 describe('truncated and garbled DNS answers', () => {
   it('a truncated UDP answer is retried over TCP: dkim=pass with a 4096-bit key', async () => {
@@ -134,8 +118,8 @@ describe('truncated and garbled DNS answers', () => {
 
 describe('DNS time per message', () => {
   it('five signatures whose keys sit behind a silent server cost one lookup timeout, not five', async () => {
-    const gate = await verifyingGate(silent.server);
-    let message = from('d0.test');
+    const gate = await verifyingGate(servers.silent.server);
+    let message = fromDomain(BASIC_MESSAGE, 'd0.test');
     for (let i = 0; i < 5; i++) message = await sign(message, bigKey, { signingDomain: `d${i}.test`, selector: 'sel' });
     const started = Date.now();
     const r = await sendMail(gate.port, { from: 'someone@d0.test', data: message, timeoutMs: 15_000 });

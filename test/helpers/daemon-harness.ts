@@ -134,6 +134,12 @@ export class Harness {
     };
   }
 
+  /** A verifying daemon (no relay hosts) asking `dnsServer` ("127.0.0.1:PORT") for keys; `over` and `dns` change its config. */
+  startVerifyingGate(dnsServer: string, over: Partial<Config> = {}, dns: Partial<Config['dns']> = {}): Promise<Gate> {
+    const base = defaultConfig();
+    return this.startGate(this.config({ relayHosts: [], ...over, dns: { ...base.dns, servers: [dnsServer], ...dns } }));
+  }
+
   /** Starts a next hop (unless `nextHop` gives an address) and the daemon relaying to it. */
   async startGate(config: Config, hop: NextHopServerOptions = {}, nextHop?: { host: string; port: number }): Promise<Gate> {
     const server = await startNextHopServer(hop);

@@ -75,6 +75,11 @@ export function tableLookup(table: Record<string, string | string[] | TxtLookupO
   };
 }
 
+/** `message` with its From field replaced by one in `domain` (the signing domain of a test signer). */
+export function fromDomain(message: Buffer, domain: string): Buffer {
+  return Buffer.from(message.toString('latin1').replace(/^From: .*$/m, `From: Someone <someone@${domain}>`), 'latin1');
+}
+
 /** Replaces text inside the first DKIM-Signature field (or anywhere), for crafting broken signatures. */
 export function edit(message: Buffer, from: string | RegExp, to: string): Buffer {
   const text = message.toString('latin1');

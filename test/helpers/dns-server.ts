@@ -9,6 +9,7 @@ import { constants } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 
 export const DNSMASQ_PATH = '/usr/sbin/dnsmasq';
 
@@ -53,6 +54,23 @@ const PROBE_NAME = 'ready-probe.dnsmasq.invalid';
 const START_ATTEMPTS = 5;
 const READY_DEADLINE_MS = 5000;
 const STOP_GRACE_MS = 2000;
+
+/**
+ * For a test file: dnsmasq answering `txt` and a silent DNS server, started before its tests and stopped after them.
+ * Read the servers from the returned object once the tests run.
+ */
+export function useDnsServers(txt: Record<string, TxtData>): { readonly dns: RunningDnsServer; readonly silent: SilentDnsServer } {
+  const servers = {} as { dns: RunningDnsServer; silent: SilentDnsServer };
+  beforeAll(async () => {
+    servers.dns = await startDnsServer({ txt });
+    servers.silent = await startSilentDnsServer();
+  });
+  afterAll(async () => {
+    await servers.dns?.stop();
+    await servers.silent?.stop();
+  });
+  return servers;
+}
 
 /** Starts dnsmasq answering exactly the given records; every other name is NXDOMAIN. Throws loudly if dnsmasq is missing. */
 export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDnsServer> {

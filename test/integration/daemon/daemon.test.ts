@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config/config.js';
 import { DEFAULTS, defaultConfig } from '../../../src/config/defaults.js';
 import { verifyMessage } from '../../../src/dkim/verify.js';
-import { BASIC_MESSAGE, crlf, rsaKey, sign, tableLookup, type TestKey } from '../../helpers/dkim-test-kit.js';
+import { BASIC_MESSAGE, crlf, fromDomain, rsaKey, sign, tableLookup, type TestKey } from '../../helpers/dkim-test-kit.js';
 import { AUTHSERV, freeClosedPort, Harness, headerOf, messageLine, SIGN_DOMAIN, waitFor, type Gate } from '../../helpers/daemon-harness.js';
 import { dkimpyVerify } from '../../helpers/dkimpy.js';
 import { startDnsServer, type RunningDnsServer } from '../../helpers/dns-server.js';
@@ -46,10 +46,6 @@ afterAll(async () => {
 const UNSIGNED_OUTSIDE = crlf(
   ['From: Carol <carol@outside.test>', 'To: Bob <bob@example.org>', 'Subject: hello', 'Date: Tue, 14 Nov 2023 22:13:20 +0000', '', 'Hi.', ''].join('\n'),
 );
-
-function fromDomain(message: Buffer, from: string): Buffer {
-  return Buffer.from(message.toString('latin1').replace(/^From: .*$/m, `From: Someone <someone@${from}>`), 'latin1');
-}
 
 // ---- 1. verify path ----------------------------------------------------------------------------------------
 

@@ -3,49 +3,36 @@
 // Touches: loopback sockets, dnsmasq and a silent UDP socket on loopback ports, /usr/bin/python3.
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../../../src/config/config.js';
 import { defaultConfig } from '../../../src/config/defaults.js';
 import { authresParse } from '../../helpers/authres.js';
-import { BASIC_MESSAGE, rsaKey, sign } from '../../helpers/dkim-test-kit.js';
+import { BASIC_MESSAGE, fromDomain, rsaKey, sign } from '../../helpers/dkim-test-kit.js';
 import { AUTHSERV, firstField, Harness, messageLine } from '../../helpers/daemon-harness.js';
-import { startDnsServer, startSilentDnsServer, type RunningDnsServer, type SilentDnsServer } from '../../helpers/dns-server.js';
+import { useDnsServers } from '../../helpers/dns-server.js';
 import { sendMail } from '../../helpers/raw-smtp-client.js';
 
 const harness = new Harness();
 const key = rsaKey(2048);
-let dns: RunningDnsServer;
-let silent: SilentDnsServer;
+const servers = useDnsServers({ 'sel._domainkey.signed.test': key.record });
 
-beforeAll(async () => {
-  await harness.setup();
-  dns = await startDnsServer({ txt: { 'sel._domainkey.signed.test': key.record } });
-  silent = await startSilentDnsServer();
-});
+beforeAll(() => harness.setup());
 afterEach(() => harness.cleanup());
-afterAll(async () => {
-  await dns?.stop();
-  await silent?.stop();
-  await harness.dispose();
-});
+afterAll(() => harness.dispose());
 
-function from(domain: string): Buffer {
-  return Buffer.from(BASIC_MESSAGE.toString('latin1').replace(/^From: .*$/m, `From: Someone <someone@${domain}>`), 'latin1');
-}
-
-/** A verifying daemon (no relay hosts) asking `server` for keys. */
-function verifyingGate(server: string, over: Parameters<Harness['config']>[0] = {}) {
-  const base = defaultConfig();
-  return harness.startGate(harness.config({ relayHosts: [], ...over, dns: { ...base.dns, servers: [server], timeout: 400, ...over.dns } }));
+/** A verifying daemon (no relay hosts) asking `server` for keys, with a short lookup timeout. */
+function verifyingGate(server: string, over: Partial<Config> = {}) {
+  return harness.startVerifyingGate(server, over, { timeout: 400 });
 }
 
 describe('DNS that never answers', () => {
   it('relays with dkim=temperror after the lookup timeout, and the A-R parses', async () => {
-    const gate = await verifyingGate(silent.server);
-    const signed = await sign(from('signed.test'), key, { signingDomain: 'signed.test', selector: 'sel' });
+    const gate = await verifyingGate(servers.silent.server);
+    const signed = await sign(fromDomain(BASIC_MESSAGE, 'signed.test'), key, { signingDomain: 'signed.test', selector: 'sel' });
     const started = Date.now();
     const r = await sendMail(gate.port, { from: 'someone@signed.test', data: signed });
     expect(r.final[0]?.code).toBe(250);
     expect(Date.now() - started).toBeLessThan(5000);
-    expect(silent.received()).toBeGreaterThan(0);
+    expect(servers.silent.received()).toBeGreaterThan(0);
     const [parsed] = authresParse([firstField(gate.nextHop.messages[0]!.data)]);
     expect(parsed!.authservId).toBe(AUTHSERV);
     expect(parsed!.results!.map((x) => [x.method, x.result])).toEqual([['dkim', 'temperror']]);
@@ -55,8 +42,8 @@ describe('DNS that never answers', () => {
 
   it('answers 451 4.7.5 and relays nothing when on_temperror is tempfail', async () => {
     const base = defaultConfig();
-    const gate = await verifyingGate(silent.server, { policy: { ...base.policy, onTemperror: 'tempfail' } });
-    const signed = await sign(from('signed.test'), key, { signingDomain: 'signed.test', selector: 'sel' });
+    const gate = await verifyingGate(servers.silent.server, { policy: { ...base.policy, onTemperror: 'tempfail' } });
+    const signed = await sign(fromDomain(BASIC_MESSAGE, 'signed.test'), key, { signingDomain: 'signed.test', selector: 'sel' });
     const r = await sendMail(gate.port, { from: 'someone@signed.test', data: signed });
     expect(r.final[0]?.text).toMatch(/^451 4\.7\.5 /);
     expect(gate.nextHop.received).toHaveLength(0);
@@ -66,17 +53,17 @@ describe('DNS that never answers', () => {
 describe('more signatures than max_signatures', () => {
   it('evaluates only the first max_signatures (no DNS for the rest) and lists the rest as one neutral result', async () => {
     const base = defaultConfig();
-    const gate = await verifyingGate(dns.server, { verify: { ...base.verify, maxSignatures: 3 } });
-    let message = from('signed.test');
+    const gate = await verifyingGate(servers.dns.server, { verify: { ...base.verify, maxSignatures: 3 } });
+    let message = fromDomain(BASIC_MESSAGE, 'signed.test');
     // 40 signatures, each with its own selector: only sel0..sel2 (the top three) may be looked up.
     for (let i = 39; i >= 0; i--) {
       const signed = await sign(message, key, { signingDomain: 'signed.test', selector: `sel${i}` });
       message = signed;
     }
-    const before = dns.queries().length;
+    const before = servers.dns.queries().length;
     const r = await sendMail(gate.port, { from: 'someone@signed.test', data: message });
     expect(r.final[0]?.code).toBe(250);
-    const asked = dns.queries().slice(before).filter((q) => q.includes('_domainkey'));
+    const asked = servers.dns.queries().slice(before).filter((q) => q.includes('_domainkey'));
     expect(new Set(asked.map((q) => /sel\d+/.exec(q)?.[0]))).toEqual(new Set(['sel0', 'sel1', 'sel2']));
     const relayed = gate.nextHop.messages[0]!.data;
     const [parsed] = authresParse([firstField(relayed)]);
@@ -89,8 +76,8 @@ describe('more signatures than max_signatures', () => {
 
 describe('our Authentication-Results as an RFC 8601 parser reads it', () => {
   it('reads dkim=pass with header.d, header.s and header.b of a message signed with a key in DNS', async () => {
-    const gate = await verifyingGate(dns.server);
-    const signed = await sign(from('signed.test'), key, { signingDomain: 'signed.test', selector: 'sel' });
+    const gate = await verifyingGate(servers.dns.server);
+    const signed = await sign(fromDomain(BASIC_MESSAGE, 'signed.test'), key, { signingDomain: 'signed.test', selector: 'sel' });
     const r = await sendMail(gate.port, { from: 'someone@signed.test', data: signed });
     expect(r.final[0]?.code).toBe(250);
     const [parsed] = authresParse([firstField(gate.nextHop.messages[0]!.data)]);
