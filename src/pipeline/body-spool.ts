@@ -88,18 +88,29 @@ export class BodySpool {
     this.memoryBytes = 0;
   }
 
-  /** The body from the start: memory chunks (a body that never spilled), else the file in bounded reads. */
-  async *read(): AsyncGenerator<Buffer> {
-    yield* this.chunks;
-    if (this.file === null) return;
-    let position = 0;
-    while (position < this.fileBytes) {
+  /**
+   * `head`, then the body from the start: memory chunks (a body that never spilled), else the file in bounded
+   * reads. An iterator written out, not an async generator: see chunk-reader.ts for why.
+   */
+  read(head: readonly Buffer[] = []): AsyncIterableIterator<Buffer> {
+    let index = 0; // over head, then the memory chunks
+    let position = 0; // in the file
+    const next = async (): Promise<IteratorResult<Buffer>> => {
+      if (index < head.length) return { value: head[index++]!, done: false };
+      if (index - head.length < this.chunks.length) return { value: this.chunks[index++ - head.length]!, done: false };
+      if (this.file === null || position >= this.fileBytes) return { value: undefined, done: true };
       const buf = Buffer.allocUnsafe(Math.min(READ_BYTES, this.fileBytes - position));
       const { bytesRead } = await this.file.read(buf, 0, buf.length, position);
       if (bytesRead === 0) throw new Error(`spool file ${this.path} ended early`);
       position += bytesRead;
-      yield bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
-    }
+      return { value: bytesRead === buf.length ? buf : buf.subarray(0, bytesRead), done: false };
+    };
+    return {
+      next,
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+    };
   }
 
   /** The in-memory body as one list (only when not spilled), for small messages. */

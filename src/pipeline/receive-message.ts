@@ -7,6 +7,7 @@ import { BodyHasher, type BodyHashSpec } from '../dkim/body-hasher.js';
 import { countHeaderFields, frameMessage, type FramedMessage } from '../mail/header-fields.js';
 import { LineEndingGuard, type LineEndingPolicy } from '../mail/line-ending-guard.js';
 import { BodySpool } from './body-spool.js';
+import { ChunkReader } from './chunk-reader.js';
 
 export interface ReceiveOptions {
   maxHeaderBytes: number;
@@ -102,10 +103,11 @@ export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onH
     return startBody(Buffer.concat(headerParts, headerBytes)) ?? takeBody(chunk.subarray(split));
   };
 
+  const chunks = new ChunkReader(stream);
   try {
-    for await (const raw of stream) {
+    for (let raw = await chunks.next(); raw !== null; raw = await chunks.next()) {
       if (failure) continue;
-      const guarded = guard.write(raw as Buffer);
+      const guarded = guard.write(raw);
       if (guarded.kind === 'refused') {
         failure = { kind: 'refused', reason: guarded.reason };
         continue;
@@ -114,6 +116,9 @@ export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onH
     }
   } catch (err) {
     failure ??= { kind: 'aborted', detail: (err as Error).message };
+    stream.destroy();
+  } finally {
+    chunks.close();
   }
   if (!failure) {
     const last = guard.end();

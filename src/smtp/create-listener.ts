@@ -359,11 +359,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         if (finished.policy) record.policy = { kind: finished.policy.kind, status: 'status' in finished.policy ? finished.policy.status : undefined, dryRun: true };
 
         const header = message.header;
-        const parts = (async function* () {
-          if (finished.prepend.length > 0) yield finished.prepend;
-          yield* removeFields(header, finished.remove);
-          yield* message.body.read();
-        })();
+        const parts = message.body.read(finished.prepend.length > 0 ? [finished.prepend, ...removeFields(header, finished.remove)] : removeFields(header, finished.remove));
         const relayStarted = performance.now();
         const outcome = await txn.connection.data(parts, txn.recipients.length);
         record.timings.relayMs = performance.now() - relayStarted;

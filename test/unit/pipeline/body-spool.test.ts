@@ -92,3 +92,26 @@ describe('BodySpool', () => {
     await spool.dispose();
   });
 });
+
+describe('BodySpool.read with a head', () => {
+  it('gives the head buffers first, then the body, for a body in memory and for one in its file', async () => {
+    for (const threshold of [1000, 100]) {
+      const spool = new BodySpool(threshold, dir);
+      await spool.write(bytes(300, 'b'));
+      await spool.write(bytes(200, 'c'));
+      const parts: Buffer[] = [];
+      for await (const part of spool.read([Buffer.from('Prepended: 1\r\n'), Buffer.from('Subject: x\r\n\r\n')])) parts.push(part);
+      expect(Buffer.concat(parts).toString('latin1')).toBe(`Prepended: 1\r\nSubject: x\r\n\r\n${'b'.repeat(300)}${'c'.repeat(200)}`);
+      expect(spool.spilled).toBe(threshold === 100);
+      await spool.dispose();
+    }
+  });
+
+  it('can be read twice from the start (a relay retried on another connection)', async () => {
+    const spool = new BodySpool(100, dir);
+    await spool.write(bytes(250, 'd'));
+    expect(await readAll(spool)).toEqual(bytes(250, 'd'));
+    expect(await readAll(spool)).toEqual(bytes(250, 'd'));
+    await spool.dispose();
+  });
+});
