@@ -14,6 +14,16 @@ const original = proto._feedDataStream;
 installSmtpServerAdapter();
 const patched = proto._feedDataStream;
 
+/** The parts of SMTPStream this drives. */
+interface TestParser {
+  _feedDataStream: Feed;
+  dataBytes: number;
+  oncommand: (command: Buffer, callback: () => void) => void;
+  startDataMode(): NodeJS.ReadableStream;
+  continue(): void;
+  write(chunk: Buffer): boolean;
+}
+
 interface Parsed {
   content: string;
   ended: boolean;
@@ -26,13 +36,7 @@ const ticks = async (n: number) => {
 };
 
 async function parse(feed: Feed, chunks: Buffer[]): Promise<Parsed> {
-  const parser = new SMTPStream() as unknown as InstanceType<typeof SMTPStream> & {
-    _feedDataStream: Feed;
-    dataBytes: number;
-    oncommand: (command: Buffer, callback: () => void) => void;
-    startDataMode(): NodeJS.ReadableStream;
-    continue(): void;
-  };
+  const parser = new SMTPStream() as unknown as TestParser;
   parser._feedDataStream = feed;
   const commands: string[] = [];
   parser.oncommand = (command, callback) => {
