@@ -3,10 +3,21 @@
 // spawns (ended by its PID, also when the test process exits first).
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export const CLI_PATH = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+/**
+ * The Node flags of `npm start` ("node FLAGS dist/cli.js serve" in package.json): every start path (Docker
+ * entrypoint, systemd unit) must pass the same, and tests that start the daemon as users do run with them.
+ */
+export function startNodeFlags(): string[] {
+  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { scripts: { start: string } };
+  const m = /^node((?: --[^ ]+)*) dist\/cli\.js serve$/.exec(pkg.scripts.start);
+  if (!m) throw new Error(`package.json scripts.start is not "node [flags] dist/cli.js serve": ${pkg.scripts.start}`);
+  return m[1]!.split(' ').filter(Boolean);
+}
 
 export type LogLine = Record<string, unknown> & { msg?: string };
 

@@ -17,7 +17,7 @@ import { DEFAULTS } from '../../../src/config/defaults.js';
 import { applyEnvironment, ENVIRONMENT_OVERRIDES } from '../../../src/config/environment-overrides.js';
 import { parseConfigText } from '../../../src/config/parse-config-text.js';
 import { crlf } from '../../helpers/dkim-test-kit.js';
-import { startDkimgate, waitFor, type RunningDkimgate } from '../../helpers/dkimgate-process.js';
+import { startDkimgate, startNodeFlags, waitFor, type RunningDkimgate } from '../../helpers/dkimgate-process.js';
 import { freePort, startNextHopServer, type RunningNextHop } from '../../helpers/next-hop-server.js';
 import { RawClient } from '../../helpers/raw-smtp-client.js';
 import { runCli } from '../../helpers/run-cli.js';
@@ -180,8 +180,8 @@ describe("the image's start command and HEALTHCHECK, run directly", () => {
     });
     expect(gate.listeners).toEqual([{ protocol: 'smtp', host: '127.0.0.1', port: listen }]);
     // exec: the process we started is node running dist/cli.js, so it gets SIGTERM and SIGHUP itself
-    // with the young generation of the other start paths (README, Development: bench:e2e)
-    expect(readFileSync(`/proc/${gate.pid}/cmdline`, 'utf8').split('\0')).toEqual(expect.arrayContaining(['--max-semi-space-size=64', join(ROOT, 'dist/cli.js'), 'serve']));
+    // with the Node flags of the other start paths (README, Development: bench:e2e)
+    expect(readFileSync(`/proc/${gate.pid}/cmdline`, 'utf8').split('\0')).toEqual(expect.arrayContaining([...startNodeFlags(), join(ROOT, 'dist/cli.js'), 'serve']));
 
     expect(await sendFrom(listen, MESSAGE, { localAddress: '127.0.0.9' })).toBe(250);
     const relayed = hop.messages[0]!.data.toString('latin1');

@@ -5,7 +5,6 @@
 // the serve process (ended by PID).
 
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { readFile, stat, writeFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,19 +12,14 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { freePort, startNextHopServer } from '../../helpers/next-hop-server.js';
 import { runCli } from '../../helpers/run-cli.js';
+import { startNodeFlags } from '../../helpers/dkimgate-process.js';
 import { spawnServe, stopAllServeProcesses, type ServeProcess } from '../../helpers/serve-process.js';
 
 const SEND_DEMO = fileURLToPath(new URL('../../../scripts/send-demo.mjs', import.meta.url));
 /** Another run of this test (a parallel suite on the same machine) may hold the built-in ports for a few seconds. */
 const PORTS_DEADLINE_MS = 120_000;
 
-/** The Node flags of `npm start` ("node FLAGS dist/cli.js serve" in package.json), so the test runs what it runs. */
-const START_NODE_FLAGS: string[] = (() => {
-  const pkg = JSON.parse(readFileSync(fileURLToPath(new URL('../../../package.json', import.meta.url)), 'utf8')) as { scripts: { start: string } };
-  const m = /^node((?: --[^ ]+)*) dist\/cli\.js serve$/.exec(pkg.scripts.start);
-  if (!m) throw new Error(`package.json scripts.start is not "node [flags] dist/cli.js serve": ${pkg.scripts.start}`);
-  return m[1]!.split(' ').filter(Boolean);
-})();
+const START_NODE_FLAGS = startNodeFlags();
 
 const dirs: string[] = [];
 

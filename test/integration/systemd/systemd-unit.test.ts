@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULTS } from '../../../src/config/defaults.js';
-import { CLI_PATH, startDkimgate, waitFor } from '../../helpers/dkimgate-process.js';
+import { CLI_PATH, startDkimgate, startNodeFlags, waitFor } from '../../helpers/dkimgate-process.js';
 import { startNextHopServer } from '../../helpers/next-hop-server.js';
 
 const execFileAsync = promisify(execFile);
@@ -97,7 +97,7 @@ describe('config/systemd/dkimgate.service', () => {
       const args = execStart().local.map((arg) => (arg === '/etc/dkimgate/dkimgate.yaml' ? config : arg));
       // with the unit's Environment= (NODE_OPTIONS carries a V8 flag: node refuses to start if it may not go there)
       const env = { ...process.env, ...Object.fromEntries(values('Environment').map((v) => [v.slice(0, v.indexOf('=')), v.slice(v.indexOf('=') + 1)])) };
-      expect(env.NODE_OPTIONS).toBe('--max-semi-space-size=64');
+      expect(env.NODE_OPTIONS).toBe(startNodeFlags().join(' '));
       const gate = await startDkimgate({ command: args as [string, ...string[]], env });
       try {
         const [killer, ...reloadArgs] = value('ExecReload')!.split(/\s+/);
