@@ -191,7 +191,8 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   };
 
   /** The first RCPT of a transaction whose MAIL was deferred: both in one write; MAIL's refusal is this RCPT's answer. */
-  const sendDeferredMail = async (state: SessionState, txn: Transaction, mailParams: EnvelopeParams, sessionId: string, rcpt: string, rcptArgs: EnvelopeParams): Promise<ReplyOutcome | Error> => {
+  const sendDeferredMail = async (state: SessionState, txn: Transaction, sessionId: string, rcpt: string, rcptArgs: EnvelopeParams): Promise<ReplyOutcome | Error> => {
+    const mailParams = txn.deferredMail!;
     txn.deferredMail = null;
     const both = await txn.connection.mailAndRcpt(txn.mailFrom, mailParams, rcpt, rcptArgs);
     const dead = both.mail.kind === 'lost' || (both.mail.kind === 'reply' && both.mail.reply.code === 421);
@@ -222,7 +223,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     if (txn.mailRefusal !== null) return callback(txn.mailRefusal);
     void (async () => {
       const rcptArgs = { ...(address.args || {}) };
-      const sent = txn.deferredMail !== null ? await sendDeferredMail(state, txn, txn.deferredMail, session.id, address.address, rcptArgs) : await txn.connection.rcptTo(address.address, rcptArgs);
+      const sent = txn.deferredMail !== null ? await sendDeferredMail(state, txn, session.id, address.address, rcptArgs) : await txn.connection.rcptTo(address.address, rcptArgs);
       if (sent instanceof Error) return callback(sent);
       if (sent.kind !== 'reply') {
         endTransaction(state, false);
@@ -359,7 +360,8 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         if (finished.policy) record.policy = { kind: finished.policy.kind, status: 'status' in finished.policy ? finished.policy.status : undefined, dryRun: true };
 
         const header = message.header;
-        const parts = message.body.read(finished.prepend.length > 0 ? [finished.prepend, ...removeFields(header, finished.remove)] : removeFields(header, finished.remove));
+        // an empty prepend (nothing to add) is written as nothing
+        const parts = message.body.read([finished.prepend, ...removeFields(header, finished.remove)]);
         const relayStarted = performance.now();
         const outcome = await txn.connection.data(parts, txn.recipients.length);
         record.timings.relayMs = performance.now() - relayStarted;
