@@ -1,7 +1,7 @@
 ;; SIMD scans of messages: relaxed canonicalization of body lines and of header fields, and line-ending checks.
 ;;
 ;; relaxed: relaxed body canonicalization (RFC 6376 §3.4.4) of whole lines.
-;; Input: memory[0, len) holds complete CRLF-terminated lines starting at a line start; memory[len]
+;; Input: memory[in, in + len) holds complete CRLF-terminated lines starting at a line start; memory[in + len]
 ;; is 0 (a sentinel for the one-byte look-ahead). Output: memory[out, out + result) holds the lines
 ;; with every WSP run reduced to one SP and WSP before each CRLF removed; the caller leaves 16 bytes
 ;; of room after it. Empty lines are kept: the caller drops those at the end of the body.
@@ -12,9 +12,12 @@
 ;; irregular block the clean prefix is copied whole and only the WSP run is handled byte by byte.
 (module
   (memory (export "memory") 1)
-  (func (export "relaxed") (param $len i32) (param $out i32) (result i32)
+  (func (export "relaxed") (param $in i32) (param $len i32) (param $out i32) (result i32)
     (local $i i32) (local $o i32) (local $c i32) (local $mask i32)
     (local $a0 v128) (local $a1 v128) (local $a2 v128) (local $a3 v128) (local $sp v128) (local $ht v128)
+    ;; From here on $len is the end offset of the input.
+    (local.set $i (local.get $in))
+    (local.set $len (i32.add (local.get $in) (local.get $len)))
     (local.set $sp (i8x16.splat (i32.const 32)))
     (local.set $ht (i8x16.splat (i32.const 9)))
     (local.set $o (local.get $out))
@@ -105,16 +108,16 @@
             (local.set $o (i32.add (local.get $o) (i32.const 1)))))
         (br $main)))
     (i32.sub (local.get $o) (local.get $out)))
-  ;; first_bad_byte: the offset of the first NUL, bare CR (not followed by LF) or bare LF (not
-  ;; preceded by CR) in memory[16, 16 + len), or len when there is none. memory[15] holds the byte
-  ;; before the region and memory[16 + len] the byte after it (the caller sets both).
-  (func (export "first_bad_byte") (param $len i32) (result i32)
+  ;; first_bad_byte: the offset (from at) of the first NUL, bare CR (not followed by LF) or bare LF
+  ;; (not preceded by CR) in memory[at, at + len), or len when there is none. at >= 1; memory[at - 1]
+  ;; holds the byte before the region and memory[at + len] the byte after it (the caller sets both).
+  (func (export "first_bad_byte") (param $at i32) (param $len i32) (result i32)
     (local $i i32) (local $end i32) (local $a v128) (local $mask i32) (local $c i32)
     (local $cr v128) (local $lf v128)
     (local.set $cr (i8x16.splat (i32.const 13)))
     (local.set $lf (i8x16.splat (i32.const 10)))
-    (local.set $i (i32.const 16))
-    (local.set $end (i32.add (local.get $len) (i32.const 16)))
+    (local.set $i (local.get $at))
+    (local.set $end (i32.add (local.get $len) (local.get $at)))
     (block $tail
       (loop $blocks
         (br_if $tail (i32.gt_u (i32.add (local.get $i) (i32.const 16)) (local.get $end)))
@@ -129,7 +132,7 @@
               (v128.and (i8x16.eq (local.get $a) (local.get $cr))
                         (i8x16.ne (v128.load offset=1 (local.get $i)) (local.get $lf))))))
         (if (local.get $mask)
-          (then (return (i32.sub (i32.add (local.get $i) (i32.ctz (local.get $mask))) (i32.const 16)))))
+          (then (return (i32.sub (i32.add (local.get $i) (i32.ctz (local.get $mask))) (local.get $at)))))
         (local.set $i (i32.add (local.get $i) (i32.const 16)))
         (br $blocks)))
     (block $none
@@ -141,7 +144,7 @@
               (i32.or
                 (i32.and (i32.eq (local.get $c) (i32.const 10)) (i32.ne (i32.load8_u (i32.sub (local.get $i) (i32.const 1))) (i32.const 13)))
                 (i32.and (i32.eq (local.get $c) (i32.const 13)) (i32.ne (i32.load8_u offset=1 (local.get $i)) (i32.const 10)))))
-          (then (return (i32.sub (local.get $i) (i32.const 16)))))
+          (then (return (i32.sub (local.get $i) (local.get $at)))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $bytes)))
     (local.get $len))

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createBodyCanonicalizer, WASM_MIN_BYTES } from '../../../src/dkim/canonicalize-body.js';
-import { canonicalizeRelaxedLines, findFirstBadByte } from '../../../src/dkim/wasm/body-scan.js';
+import { canonicalizeRelaxedLines, findFirstBadByte, relaxedFields } from '../../../src/dkim/wasm/body-scan.js';
 import { WASM_BASE64 } from '../../../src/dkim/wasm/body-scan-wasm.js';
 // @ts-expect-error: a plain .mjs build script without types
 import { compileWat } from '../../../scripts/build-wasm.mjs';
@@ -135,6 +135,34 @@ describe('streaming canonicalization', () => {
       ),
       { numRuns: 3000 },
     );
+  });
+
+  it('scans the same bytes wherever the source lies within a memory page (the copy follows its page offset)', () => {
+    // Whole lines with every kind of edit, then a bare LF and a NUL for the line-ending scan.
+    const lines = Buffer.from('a  b \r\n\t\tx\r\n \r\n\r\nplain\r\nx \ty\r\n'.repeat(40), 'latin1');
+    const dirty = Buffer.concat([lines, Buffer.from('ok\nno\0', 'latin1')]);
+    const fieldsText = Buffer.from('From:  Alice \r\nSubject: a\r\n \tb  \r\n', 'latin1');
+    const fields = [{ start: 0, end: 15 }, { start: 15, end: fieldsText.length }];
+    const sigField = Buffer.from('DKIM-Signature: v=1;  b=abc \r\n', 'latin1');
+    const last = { buf: sigField, start: 0, end: sigField.length, skipFrom: 24, skipTo: 27 };
+    const at = (src: Buffer, offset: number) => {
+      const holder = Buffer.alloc(offset + src.length + 16, 0x7a);
+      src.copy(holder, offset);
+      return holder;
+    };
+    const expectedLines = canonicalizeRelaxedLines(lines, 0, lines.length).toString('latin1');
+    const expectedBad = findFirstBadByte(dirty, 0, dirty.length, 10, 10);
+    const expectedFields = relaxedFields(fieldsText, 0, fieldsText.length, fields, last).toString('latin1');
+    expect(expectedBad).toBe(lines.length + 2);
+    expect(expectedFields).toBe('from:Alice\r\nsubject:a b\r\ndkim-signature:v=1; b=\r\n');
+    // Every page offset, and the last ones again where the copy wraps into the next page.
+    for (let offset = 0; offset < 4096 + 64; offset += offset < 4000 ? 7 : 1) {
+      const src = at(lines, offset);
+      expect(canonicalizeRelaxedLines(src, offset, offset + lines.length).toString('latin1')).toBe(expectedLines);
+      expect(findFirstBadByte(at(dirty, offset), offset, offset + dirty.length, 10, 10)).toBe(expectedBad);
+      const shifted = fields.map((f) => ({ start: f.start + offset, end: f.end + offset }));
+      expect(relaxedFields(at(fieldsText, offset), offset, offset + fieldsText.length, shifted, last).toString('latin1')).toBe(expectedFields);
+    }
   });
 
   it('ships WebAssembly bytes that match src/dkim/wasm/body-scan.wat (run scripts/build-wasm.mjs after editing it)', async () => {
