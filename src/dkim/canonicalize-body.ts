@@ -3,7 +3,8 @@
 //
 // Speed: relaxed runs of whole lines go, in slices of 64 KB, either straight to the hash when the slice
 // holds no SP or HT (base64 attachments), or through a SIMD WebAssembly scan (wasm/body-scan.ts) that
-// copies clean 16-byte blocks and is one hash update per slice; short runs use Buffer.indexOf line by
+// copies clean 16-byte blocks and is one hash update per slice (only the lines from the slice's first
+// SP to its last, when the lines around them hold no WSP: a MIME part header amid base64); short runs use Buffer.indexOf line by
 // line and pass unchanged lines on as slices of the input. Partial lines at chunk edges take the
 // byte-at-a-time path. Never a string, never a second pass.
 
@@ -20,6 +21,12 @@ const CRLF = CRLF_BLOCK.subarray(0, 2);
 export const WASM_MIN_BYTES = 256;
 /** Runs of whole lines are canonicalized and hashed in slices of about this size (cut after a CRLF). */
 export const WASM_SLICE_BYTES = 64 * 1024;
+
+/**
+ * WSP-free lines at the edges of a slice with WSP pass on unchanged when there are at least this many
+ * bytes of them: copying and scanning them costs more than searching them for HT.
+ */
+export const CLEAN_RUN_MIN_BYTES = 4096;
 
 /** Receives canonical bytes. The Buffer is only valid during the call (scratch space is reused): copy to keep. */
 export type Emit = (bytes: Buffer) => void;
@@ -42,6 +49,15 @@ function emitCrlfs(emit: Emit, count: number): void {
     emit(CRLF_BLOCK.subarray(0, n * 2));
     count -= n;
   }
+}
+
+/** The end of the last CRLF before `at`, or `floor` when there is none at or after it. */
+function lastCrlfEnd(chunk: Buffer, at: number, floor: number): number {
+  // (A negative start would make lastIndexOf count from the end.)
+  if (at <= floor) return floor;
+  let lf = chunk.lastIndexOf(LF, at - 1);
+  while (lf > floor && chunk[lf - 1] !== CR) lf = chunk.lastIndexOf(LF, lf - 1);
+  return lf > floor ? lf + 1 : floor;
 }
 
 /** relaxed: WSP runs -> one SP, no WSP at line ends, no empty lines at the end; a CRLF ends a non-empty last line. */
@@ -104,10 +120,34 @@ export class RelaxedBodyCanonicalizer implements BodyCanonicalizer {
         if (nextTab !== -1 && nextTab < s) nextTab = chunk.indexOf(HT, s);
         hasWsp = nextTab !== -1 && nextTab < e;
       }
-      // Lines without WSP are their own canonical form (base64 attachments): pass the input on, no copy.
-      this.emitLines(hasWsp ? canonicalizeRelaxedLines(chunk, s, e) : chunk.subarray(s, e));
+      if (!hasWsp) {
+        // Lines without WSP are their own canonical form (base64 attachments): pass the input on, no copy.
+        this.emitLines(chunk.subarray(s, e));
+      } else if (nextSp === -1 || nextSp >= e) {
+        this.emitLines(canonicalizeRelaxedLines(chunk, s, e));
+      } else {
+        this.sliceAroundSpaces(chunk, s, e, nextSp);
+      }
       s = e;
     }
+  }
+
+  /**
+   * A slice [s, e) of whole lines whose first SP is at `firstSp`: only the lines from the first SP to
+   * the last go to WebAssembly when the lines before or after them hold no WSP and are long enough
+   * to be worth the check (a text part or a MIME part header beside base64 lines).
+   */
+  private sliceAroundSpaces(chunk: Buffer, s: number, e: number, firstSp: number): void {
+    let from = s;
+    let to = e;
+    const lineStart = lastCrlfEnd(chunk, firstSp, s);
+    if (lineStart - s >= CLEAN_RUN_MIN_BYTES && chunk.subarray(s, lineStart).indexOf(HT) === -1) from = lineStart;
+    const lastSp = chunk.lastIndexOf(SP, e - 1);
+    const lineEnd = chunk.indexOf(CRLF, lastSp) + 2;
+    if (e - lineEnd >= CLEAN_RUN_MIN_BYTES && chunk.subarray(lineEnd, e).indexOf(HT) === -1) to = lineEnd;
+    if (from > s) this.emitLines(chunk.subarray(s, from));
+    this.emitLines(canonicalizeRelaxedLines(chunk, from, to));
+    if (to < e) this.emitLines(chunk.subarray(to, e));
   }
 
   /** Emits canonical whole lines, holding back the empty lines at their end (emitted only if a non-empty line follows). */

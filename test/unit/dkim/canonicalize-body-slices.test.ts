@@ -57,6 +57,11 @@ const cases: [string, string][] = [
   ['a bare LF as the last LF before the cut, then only WSP lines', textLines(S - 3) + 'x\n' + '\r\n' + ' \t\r\n'],
   ['only bare LFs in the first slice, a CRLF after it', 'a \n'.repeat(S / 2) + ' \r\n' + textLines(S)],
   ['a bare CR before the cut and a bare LF after it', textLines(S - 9) + 'a \r b \r\n' + '\n c  \r\n' + textLines(400)],
+  ['a MIME part header amid base64 lines in one slice', base64Lines(20000) + 'Content-Type: a;  name="x" \r\n\r\n' + base64Lines(30000) + base64Lines(S)],
+  ['an HT in the base64 lines before the first SP', base64Lines(10000) + 'QQ\tQQ\r\n' + base64Lines(10000) + 'a  b \r\n' + base64Lines(20000)],
+  ['an HT in the base64 lines after the last SP', base64Lines(10000) + 'a  b \r\n' + base64Lines(10000) + 'QQ\tQQ\r\n' + base64Lines(20000)],
+  ['WSP-only and empty lines amid base64 lines', base64Lines(8000) + ' \r\n\t\r\n\r\n' + base64Lines(8000) + '\r\n \r\n' + base64Lines(S - 16000)],
+  ['an SP on the first line of a slice, base64 lines after it', textLines(S - 4) + ' x\r\n' + base64Lines(S)],
   ['three slices of text with double spaces everywhere', 'one  two   three \t four\r\n'.repeat(Math.ceil((3 * S) / 25))],
 ];
 
