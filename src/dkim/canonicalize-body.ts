@@ -123,7 +123,8 @@ export class RelaxedBodyCanonicalizer implements BodyCanonicalizer {
       if (!hasWsp) {
         // Lines without WSP are their own canonical form (base64 attachments): pass the input on, no copy.
         this.emitLines(chunk.subarray(s, e));
-      } else if (nextSp === -1 || nextSp >= e) {
+      } else if (nextSp === -1 || nextSp >= e || e - s <= CLEAN_RUN_MIN_BYTES) {
+        // (A slice this short cannot have a clean run worth trimming: no searches for small bodies.)
         this.emitLines(canonicalizeRelaxedLines(chunk, s, e));
       } else {
         this.sliceAroundSpaces(chunk, s, e, nextSp);
