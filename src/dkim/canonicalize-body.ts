@@ -4,9 +4,9 @@
 // Speed: relaxed runs of whole lines go, in slices of 64 KB, either straight to the hash when the slice
 // holds no SP or HT (base64 attachments), or through a SIMD WebAssembly scan (wasm/body-scan.ts) that
 // copies clean 16-byte blocks and is one hash update per slice (only the lines from the slice's first
-// SP to its last, when the lines around them hold no WSP: a MIME part header amid base64); short runs use Buffer.indexOf line by
-// line and pass unchanged lines on as slices of the input. Partial lines at chunk edges take the
-// byte-at-a-time path. Never a string, never a second pass.
+// SP to its last, when the lines around them hold no WSP: a MIME part header amid base64); short runs
+// use Buffer.indexOf line by line and pass unchanged lines on as slices of the input. Partial lines at
+// chunk edges take the byte-at-a-time path. Never a string, never a second pass.
 
 import { canonicalizeRelaxedLines } from './wasm/body-scan.js';
 
@@ -26,7 +26,7 @@ export const WASM_SLICE_BYTES = 64 * 1024;
  * WSP-free lines at the edges of a slice with WSP pass on unchanged when there are at least this many
  * bytes of them: copying and scanning them costs more than searching them for HT.
  */
-export const CLEAN_RUN_MIN_BYTES = 4096;
+const CLEAN_RUN_MIN_BYTES = 4096;
 
 /** Receives canonical bytes. The Buffer is only valid during the call (scratch space is reused): copy to keep. */
 export type Emit = (bytes: Buffer) => void;
