@@ -33,7 +33,7 @@ const SECONDS = value('--seconds', 2);
 const WARM_UP_SECONDS = value('--warm-up', 3);
 // The daemon runs with the Node flags of `npm start`, the Docker entrypoint and the systemd unit (README, Development: bench:e2e);
 // BENCH_DAEMON_NODE_FLAGS replaces them for an experiment ("" for none).
-const DAEMON_NODE_FLAGS = (process.env.BENCH_DAEMON_NODE_FLAGS ?? '--max-semi-space-size=64').split(' ').filter(Boolean);
+const DAEMON_NODE_FLAGS = (process.env.BENCH_DAEMON_NODE_FLAGS ?? '--max-semi-space-size=4').split(' ').filter(Boolean);
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 const PROXY = fileURLToPath(new URL('./handrolled-proxy.mjs', import.meta.url));
 const SINK = '/usr/sbin/smtp-sink';
