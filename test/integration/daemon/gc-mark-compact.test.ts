@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_PATH, startDkimgate, startNodeFlags, type RunningDkimgate } from '../../helpers/dkimgate-process.js';
+import { gcTraceOfOneSession } from '../../helpers/gc-trace.js';
 import { startSmtpSink, type RunningSmtpSink } from '../../helpers/next-hop-server.js';
-import { RawClient } from '../../helpers/raw-smtp-client.js';
 
 const MESSAGES = 2500;
 const WARM_UP = 500;
@@ -41,18 +41,7 @@ afterAll(async () => {
 
 describe('full garbage collections while relaying large messages', () => {
   it('stay few while one session relays 100 KB message after message', async () => {
-    const client = await RawClient.open(gate.listeners[0]!.port);
-    expect((await client.command('EHLO client.test')).code).toBe(250);
-    let gcLinesAtWarmUp = 0;
-    for (let i = 0; i < MESSAGES; i++) {
-      if (i === WARM_UP) gcLinesAtWarmUp = gate.lines.length;
-      client.write('MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n');
-      for (const code of [250, 250, 354]) expect((await client.read()).code).toBe(code);
-      client.write(BODY);
-      expect((await client.read()).code).toBe(250);
-    }
-    client.close();
-    const trace = gate.lines.slice(gcLinesAtWarmUp).filter((l) => l.msg === 'not JSON').map((l) => String(l.text));
+    const trace = await gcTraceOfOneSession(gate, BODY, MESSAGES, WARM_UP);
     const markCompacts = trace.filter((l) => l.includes(': Mark-Compact '));
     // Seen in 2,000 messages with the 4 MB semi-space: 5 (Node 20), 13 (Node 24); with 64 MB: 30-32 (Node 20).
     expect(markCompacts.length, markCompacts.slice(-5).join('\n')).toBeLessThanOrEqual(20);

@@ -10,8 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_PATH, startDkimgate, type RunningDkimgate } from '../../helpers/dkimgate-process.js';
+import { gcTraceOfOneSession } from '../../helpers/gc-trace.js';
 import { startNextHopServer, type RunningNextHop } from '../../helpers/next-hop-server.js';
-import { RawClient } from '../../helpers/raw-smtp-client.js';
 
 const MESSAGES = 2500;
 const WARM_UP = 1000;
@@ -57,18 +57,7 @@ function scavengeGrowthsMb(lines: string[]): { growths: number[]; markCompacts: 
 
 describe('garbage left by relayed messages', () => {
   it('scavenges promote almost nothing while one session relays message after message', async () => {
-    const client = await RawClient.open(gate.listeners[0]!.port);
-    expect((await client.command('EHLO client.test')).code).toBe(250);
-    let gcLinesAtWarmUp = 0;
-    for (let i = 0; i < MESSAGES; i++) {
-      if (i === WARM_UP) gcLinesAtWarmUp = gate.lines.length;
-      client.write('MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n');
-      for (const code of [250, 250, 354]) expect((await client.read()).code).toBe(code);
-      client.write(BODY);
-      expect((await client.read()).code).toBe(250);
-    }
-    client.close();
-    const trace = gate.lines.slice(gcLinesAtWarmUp).filter((l) => l.msg === 'not JSON').map((l) => String(l.text));
+    const trace = await gcTraceOfOneSession(gate, BODY, MESSAGES, WARM_UP);
     const { growths, markCompacts } = scavengeGrowthsMb(trace);
     expect(growths.length, trace.slice(-5).join('\n')).toBeGreaterThanOrEqual(4);
     const sorted = [...growths].sort((a, b) => a - b);
