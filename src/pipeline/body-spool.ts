@@ -2,10 +2,12 @@
 // memory stays bounded with hundreds of concurrent clients. Two bounds: a body over the threshold moves
 // whole to its file (its first bytes do not stay behind in memory), and all bodies in memory together
 // stay under a process-wide budget — past it, new bytes spill at once whatever the threshold.
-// Touches: one temporary file (mode 0600) per large message, removed by dispose().
+// Touches: one temporary file (mode 0600) per large message, unlinked as soon as it is open, so a daemon
+// that dies (kill -9, the OOM killer, a power cut) leaves no spool file behind: the kernel frees it with the
+// last descriptor.
 
 import { randomBytes } from 'node:crypto';
-import { open, rm, type FileHandle } from 'node:fs/promises';
+import { open, rm, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 export type SpoolWriteOutcome = { kind: 'ok' } | { kind: 'failed'; reason: 'disk_full' | 'io_error'; detail: string };
@@ -56,8 +58,13 @@ export class BodySpool {
     }
     try {
       if (this.file === null) {
-        this.path = join(this.dir, `dkimgate-${process.pid}-${randomBytes(8).toString('hex')}.spool`);
-        this.file = await open(this.path, 'wx+', 0o600);
+        const path = join(this.dir, `dkimgate-${process.pid}-${randomBytes(8).toString('hex')}.spool`);
+        this.file = await open(path, 'wx+', 0o600);
+        // kept by its descriptor alone; should the unlink fail, dispose() removes it by name
+        this.path = await unlink(path).then(
+          () => null,
+          () => path,
+        );
         // the bytes held so far go first, in one write, so that the body is in one place; they count
         // against the memory budget until that write is done, since they are held until then
         if (this.chunks.length > 0) {
@@ -101,7 +108,7 @@ export class BodySpool {
       if (this.file === null || position >= this.fileBytes) return { value: undefined, done: true };
       const buf = Buffer.allocUnsafe(Math.min(READ_BYTES, this.fileBytes - position));
       const { bytesRead } = await this.file.read(buf, 0, buf.length, position);
-      if (bytesRead === 0) throw new Error(`spool file ${this.path} ended early`);
+      if (bytesRead === 0) throw new Error(`a spool file in ${this.dir} ended early`);
       position += bytesRead;
       return { value: bytesRead === buf.length ? buf : buf.subarray(0, bytesRead), done: false };
     };

@@ -1,7 +1,8 @@
 // `dkimgate serve` as a real process (node dist/cli.js): SIGHUP reloads (broken config refused, good one applied)
 // and SIGTERM drains a transaction in flight. Touches: the processes it spawns (ended by PID), temp dirs, loopback sockets.
 
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,14 +48,14 @@ function serve(configPath: string): Promise<StartedServe> {
 let dir = '';
 const key = rsaKey(2048);
 
-function configYaml(nextHopPort: number, domains: string[], extra = ''): string {
+function configYaml(nextHopPort: number, domains: string[], extra = '', limits = 'drain_timeout: 10'): string {
   return [
     'authserv_id: gate.test.example',
     'listen:',
     '  - { host: 127.0.0.1, port: 0, protocol: smtp }',
     `next_hop: { host: 127.0.0.1, port: ${nextHopPort} }`,
     'relay_hosts: [127.0.0.1/32]',
-    'limits: { drain_timeout: 10 }',
+    `limits: { ${limits} }`,
     'sign:',
     `  key: "${dir}/%{d}/%{s}.pem"`,
     '  domains:',
@@ -151,5 +152,36 @@ describe('dkimgate serve (a real process)', () => {
       s.once('error', () => resolve(true));
     });
     expect(refused).toBe(true);
+  });
+
+  it('leaves no spool file behind when killed (kill -9) while relaying a spooled message', async () => {
+    const delayed = await startNextHopServer({ onData: { kind: 'delay', ms: 5000 } });
+    closers.push(() => delayed.close());
+    const spoolDir = await mkdtemp(join(dir, 'spool-'));
+    const configPath = join(dir, 'kill.yaml');
+    await writeFile(configPath, configYaml(delayed.port, ['example.com'], '', `spill_threshold: 0, spool_dir: "${spoolDir}"`));
+    const served = await serve(configPath);
+    const { client, final } = await startTransaction(served.port, Buffer.concat([BASIC_MESSAGE, Buffer.from('x'.repeat(998) + '\r\n', 'latin1')]));
+    const told = final.then((reply) => `${reply.code}`, (err: Error) => err.message);
+    try {
+      await waitFor(() => delayed.received.length > 0);
+      // the body is in a spool file the daemon holds open: it has no name in the directory
+      const pid = served.child.pid!;
+      const held = readdirSync(`/proc/${pid}/fd`).map((fd) => {
+        try {
+          return readlinkSync(`/proc/${pid}/fd/${fd}`);
+        } catch {
+          return '';
+        }
+      });
+      expect(held.filter((t) => t.startsWith(`${spoolDir}/dkimgate-`) && t.endsWith('.spool (deleted)'))).toHaveLength(1);
+      expect(await readdir(spoolDir)).toEqual([]);
+      served.child.kill('SIGKILL');
+      expect(await served.exited).toBeNull();
+      expect(await told).toMatch(/^connection closed/); // never a 250 for it
+      expect(await readdir(spoolDir)).toEqual([]);
+    } finally {
+      client.close();
+    }
   });
 });
