@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../helpers/run-cli.js';
 
 let dir: string;
@@ -32,6 +32,7 @@ beforeAll(async () => {
   );
   writeFileSync(join(dir, 'two-domains.yaml'), ['sign:', '  domains:', '    example.com: { selector: rsa2026 }', '    example.org: { selector: s1 }', ''].join('\n'));
 });
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('dkimgate keycheck', () => {
   it('says ok for every selector whose published key matches, and exits 0', async () => {

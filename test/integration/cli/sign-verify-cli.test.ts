@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, runCli } from '../../helpers/run-cli.js';
 
 const NOW = '1700000000';
@@ -23,6 +23,7 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'msg-lf.eml'), MESSAGE_LF);
   writeFileSync(join(dir, 'msg-crlf.eml'), MESSAGE_LF.replace(/\n/g, '\r\n'));
 });
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function signFile(file: string, extra: string[] = []) {
   const key = join(dir, 'keys/example.com/s1.pem');

@@ -1,10 +1,10 @@
 // verify reads the configuration serve reads (config/dkimgate.yaml in the working directory, or --config):
 // its authserv_id, verify section and dns section; flags override it.
 
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../helpers/run-cli.js';
 
 const NOW = '1700000000';
@@ -26,6 +26,7 @@ beforeAll(async () => {
   expect(signed.status).toBe(0);
   writeFileSync(join(dir, 'signed.eml'), signed.stdoutBytes);
 });
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function verify(args: string[]) {
   const r = await runCli(['verify', '--json', '--now', NOW, ...args, 'signed.eml'], { cwd: dir });

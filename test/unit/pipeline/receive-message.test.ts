@@ -1,13 +1,14 @@
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { BodyHasher } from '../../../src/dkim/body-hasher.js';
 import { receiveMessage, type ReceiveOptions } from '../../../src/pipeline/receive-message.js';
 
 const spoolDir = mkdtempSync(join(tmpdir(), 'dkimgate-spool-'));
+afterAll(() => rmSync(spoolDir, { recursive: true, force: true }));
 const OPTS: ReceiveOptions = { maxHeaderBytes: 4096, maxHeaderFields: 20, maxMessageBytes: 1 << 20, spillThresholdBytes: 1024, spoolDir, lineEndings: 'normalize' };
 const SPEC = { canon: 'relaxed', hash: 'sha256', limit: null } as const;
 
