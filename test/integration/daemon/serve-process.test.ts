@@ -1,7 +1,6 @@
 // `dkimgate serve` as a real process (node dist/cli.js): SIGHUP reloads (broken config refused, good one applied)
 // and SIGTERM drains a transaction in flight. Touches: the processes it spawns (ended by PID), temp dirs, loopback sockets.
 
-import { readdirSync, readlinkSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -10,6 +9,7 @@ import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { BASIC_MESSAGE, rsaKey } from '../../helpers/dkim-test-kit.js';
 import { waitFor } from '../../helpers/daemon-harness.js';
 import { startNextHopServer } from '../../helpers/next-hop-server.js';
+import { openUnlinkedSpools } from '../../helpers/spool-files.js';
 import { startServeProcess, stopAllServeProcesses, type StartedServe } from '../../helpers/serve-process.js';
 
 
@@ -166,15 +166,7 @@ describe('dkimgate serve (a real process)', () => {
     try {
       await waitFor(() => delayed.received.length > 0);
       // the body is in a spool file the daemon holds open: it has no name in the directory
-      const pid = served.child.pid!;
-      const held = readdirSync(`/proc/${pid}/fd`).map((fd) => {
-        try {
-          return readlinkSync(`/proc/${pid}/fd/${fd}`);
-        } catch {
-          return '';
-        }
-      });
-      expect(held.filter((t) => t.startsWith(`${spoolDir}/dkimgate-`) && t.endsWith('.spool (deleted)'))).toHaveLength(1);
+      expect(openUnlinkedSpools(served.child.pid!, spoolDir)).toHaveLength(1);
       expect(await readdir(spoolDir)).toEqual([]);
       served.child.kill('SIGKILL');
       expect(await served.exited).toBeNull();

@@ -1,9 +1,10 @@
-import { readdirSync, readlinkSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BodySpool, spoolMemoryInUse } from '../../../src/pipeline/body-spool.js';
+import { openUnlinkedSpools } from '../../helpers/spool-files.js';
 
 let dir = '';
 beforeEach(async () => {
@@ -21,21 +22,7 @@ async function readAll(spool: BodySpool): Promise<Buffer> {
 
 const bytes = (n: number, fill: string) => Buffer.alloc(n, fill);
 
-/** This process's open spool files in `dir` that no longer have a name there (Linux: /proc/self/fd). */
-function openUnlinkedSpools(): string[] {
-  const found: string[] = [];
-  for (const fd of readdirSync('/proc/self/fd')) {
-    const target = (() => {
-      try {
-        return readlinkSync(`/proc/self/fd/${fd}`);
-      } catch {
-        return ''; // the descriptor readdir itself used, closed since
-      }
-    })();
-    if (target.startsWith(`${dir}/dkimgate-`) && target.endsWith('.spool (deleted)')) found.push(`/proc/self/fd/${fd}`);
-  }
-  return found;
-}
+const openSpools = () => openUnlinkedSpools('self', dir);
 
 describe('BodySpool', () => {
   it('keeps a body under the threshold in memory and counts it against the shared budget until disposed', async () => {
@@ -62,9 +49,9 @@ describe('BodySpool', () => {
     expect(await readAll(spool)).toEqual(Buffer.concat([bytes(600, 'a'), bytes(300, 'b'), bytes(500, 'c')]));
     // the file has no name from the moment it is open: a daemon killed now leaves nothing in the directory
     expect(await readdir(dir)).toEqual([]);
-    expect(openUnlinkedSpools()).toHaveLength(1);
+    expect(openSpools()).toHaveLength(1);
     await spool.dispose();
-    expect(openUnlinkedSpools()).toEqual([]);
+    expect(openSpools()).toEqual([]);
   });
 
   it('spills a small body at once when the bodies in memory together would pass the budget', async () => {
@@ -97,7 +84,7 @@ describe('BodySpool', () => {
     // sampled each turn: the 900 bytes held so far are either in the file or still counted (the write holds them)
     const seen: number[] = [];
     for (let i = 0; i < 100_000 && !settled; i++) {
-      const files = openUnlinkedSpools();
+      const files = openSpools();
       const inFile = files.length === 1 ? statSync(files[0]!).size : 0;
       seen.push(spoolMemoryInUse() - before + Math.min(inFile, 900));
       await new Promise((resolve) => setImmediate(resolve));
