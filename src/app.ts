@@ -104,6 +104,9 @@ function createPool(config: Config, address: { host: string; port: number }, ca:
  */
 const LISTEN_BACKLOG = 4096;
 
+/** After the drain timeout: how long transactions whose next-hop connection was just ended get to answer and log. */
+const ABORTED_SETTLE_MS = 2000;
+
 export interface Daemon {
   /** Where each listener listens (port 0 in the config becomes the real port here). */
   readonly addresses: { host: string; port: number; protocol: string }[];
@@ -137,6 +140,12 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
   let draining = false;
   let inFlight = 0;
   let drained: (() => void) | null = null;
+  /** Resolves when no transaction is in flight, or after `ms`. */
+  const untilDrained = (ms: number) =>
+    new Promise<void>((resolve) => {
+      drained = resolve;
+      setTimeout(resolve, ms).unref();
+    });
   const deps = {
     runtime: holder,
     pool: () => pool,
@@ -212,11 +221,13 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
       // cutting a transaction between MAIL and DATA that the drain is meant to finish. New transactions get
       // 421 4.3.2 from onMailFrom; the sessions left are closed below.
       for (const s of servers) (s as unknown as { server: import('node:net').Server }).server.close();
+      if (inFlight > 0) await untilDrained(drainMs);
       if (inFlight > 0) {
-        await new Promise<void>((resolve) => {
-          drained = resolve;
-          setTimeout(resolve, drainMs).unref();
-        });
+        // A next hop that never answers would hold the process past drain_timeout (and past systemd's stop
+        // timeout, then SIGKILL): its connections end now, and each transaction answers its client and logs itself.
+        const ended = pool.abortInUse();
+        logger.warn({ inFlight, nextHopConnectionsEnded: ended, drainTimeout: drainMs / 1000 }, 'drain_timeout passed: ending the transactions still in flight');
+        await untilDrained(ABORTED_SETTLE_MS);
       }
       // Sessions between transactions are told we are going.
       for (const s of servers) {

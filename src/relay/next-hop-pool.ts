@@ -51,6 +51,11 @@ export type NextHopPool = {
   release(connection: NextHopConnection, state: 'clean' | 'dirty'): Promise<void>;
   /** QUIT to every idle connection; connections released later are closed, not kept. */
   closeAll(): Promise<void>;
+  /**
+   * Ends every connection in use at once (a stop whose drain time ran out): their commands fail as lost, so each
+   * transaction answers its client and logs itself (ambiguous when past the final dot). How many were ended.
+   */
+  abortInUse(): number;
   stats(): NextHopPoolStats;
 };
 
@@ -209,11 +214,17 @@ export function createNextHopPool(opts: NextHopOptions, limits: NextHopPoolLimit
     await Promise.allSettled([...goodbyes]);
   }
 
+  function abortInUse(): number {
+    const inUse = [...leased];
+    for (const connection of inUse) connection.close();
+    return inUse.length;
+  }
+
   function stats(): NextHopPoolStats {
     return { idle: idle.length, inUse: leased.size, ...counts };
   }
 
-  return { acquire, begin, leaseIdle, discard, release, closeAll, stats };
+  return { acquire, begin, leaseIdle, discard, release, closeAll, abortInUse, stats };
 }
 
 /** RSET answered with 250. False for any other outcome, and for a connection still busy with a command (a caller bug). */

@@ -154,6 +154,30 @@ describe('dkimgate serve (a real process)', () => {
     expect(refused).toBe(true);
   });
 
+  it('stops at drain_timeout even when the next hop never answers end-of-data: 451 to the client, logged ambiguous, exit 0', async () => {
+    const stuck = await startNextHopServer({ onData: { kind: 'delay', ms: 30_000 } });
+    closers.push(() => stuck.close());
+    const configPath = join(dir, 'drain.yaml');
+    await writeFile(configPath, configYaml(stuck.port, ['example.com'], '', 'drain_timeout: 2'));
+    const served = await serve(configPath);
+    const { client, final } = await startTransaction(served.port, BASIC_MESSAGE);
+    const told = final.then((reply) => reply.text, (err: Error) => err.message);
+    try {
+      await waitFor(() => stuck.received.length > 0);
+      const stopping = Date.now();
+      served.child.kill('SIGTERM');
+      expect(await served.exited).toBe(0);
+      // drain_timeout plus the moment the ended transaction takes to answer, not the next hop's 30 s
+      expect(Date.now() - stopping).toBeLessThan(6000);
+      expect(await told).toMatch(/^451 4\.4\.2 /);
+      expect(served.lines.find((l) => l.msg === 'drain_timeout passed: ending the transactions still in flight')).toMatchObject({ inFlight: 1, nextHopConnectionsEnded: 1 });
+      // the next hop had the final dot and may deliver it: a duplicate is possible, and the line says so
+      expect(served.lines.find((l) => l.msg === 'message')).toMatchObject({ outcome: 'ambiguous', relay: 'ambiguous' });
+    } finally {
+      client.close();
+    }
+  });
+
   it('leaves no spool file behind when killed (kill -9) while relaying a spooled message', async () => {
     const delayed = await startNextHopServer({ onData: { kind: 'delay', ms: 5000 } });
     closers.push(() => delayed.close());

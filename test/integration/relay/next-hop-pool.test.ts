@@ -215,6 +215,24 @@ describe('createNextHopPool', () => {
     await eventually(() => expect(server.openConnections()).toBe(0));
   });
 
+  it('abortInUse ends the connections in use at once (their data() reports lost) and leaves idle ones be', async () => {
+    const { server, pool } = await setUp({ onData: { kind: 'delay', ms: 20_000 } });
+    const [busy, spare] = await Promise.all([acquired(pool), acquired(pool)]);
+    await pool.release(spare, 'clean');
+    expect(await busy.mailFrom('sender@example.org', {})).toMatchObject({ kind: 'reply', reply: { code: 250 } });
+    expect(await busy.rcptTo('rcpt@example.net', {})).toMatchObject({ kind: 'reply', reply: { code: 250 } });
+    const relaying = busy.data([Buffer.from('Subject: stuck\r\n\r\nbody\r\n')], 1);
+    await eventually(() => expect(server.received).toHaveLength(1));
+    const started = Date.now();
+    expect(pool.abortInUse()).toBe(1);
+    // past the final dot: the next hop may hold it, which the caller logs as ambiguous
+    expect(await relaying).toMatchObject({ kind: 'lost', afterEndOfData: true });
+    expect(Date.now() - started).toBeLessThan(1000);
+    await pool.release(busy, 'dirty');
+    expect(pool.stats()).toMatchObject({ idle: 1, inUse: 0 });
+    expect(spare.closed).toBe(false);
+  });
+
   it('passes on a next hop that cannot be reached', async () => {
     const { server, pool } = await setUp();
     await server.close();
