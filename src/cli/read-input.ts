@@ -2,6 +2,7 @@
 // Touches: the file system or stdin; refuses input over the size limit.
 
 import { readFile } from 'node:fs/promises';
+import { startsWithContinuation } from '../mail/header-fields.js';
 import { CliError } from './cli-error.js';
 
 /** A message larger than the daemon's default limit is refused here too. */
@@ -29,6 +30,13 @@ export async function readMessage(file: string | undefined, stdin: NodeJS.Readab
     chunks.push(buf);
   }
   return Buffer.concat(chunks);
+}
+
+/** Refuses a message whose first line would become a continuation of the `field` we put above it. */
+export function assertPrependable(raw: Buffer, file: string | undefined, field: string): void {
+  if (!startsWithContinuation(raw)) return;
+  const where = file === undefined || file === '-' ? 'stdin' : file;
+  throw new CliError(`${where}: the first line starts with a space or tab (a continuation with no field before it), so it would become part of the ${field} put above it; remove or unfold that line`);
 }
 
 /** Parses --now: whole Unix seconds. */

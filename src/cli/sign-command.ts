@@ -8,7 +8,7 @@ import type { Canonicalization, SigningAlgorithm } from '../dkim/signature.js';
 import { loadPrivateKey } from '../keys/load-private-key.js';
 import { detectLineEnding, toCrlf } from '../mail/line-endings.js';
 import { CliError, UsageError, type CommandRunner } from './cli-error.js';
-import { parseNow, readMessage } from './read-input.js';
+import { assertPrependable, parseNow, readMessage } from './read-input.js';
 
 export const SIGN_USAGE = `usage: dkimgate sign --domain D --selector S --key FILE [--digest rsa-sha256|rsa-sha1|ed25519-sha256]
                      [--header-canon relaxed|simple] [--body-canon relaxed|simple] [--headerlist LIST]
@@ -101,6 +101,7 @@ export const runSign: CommandRunner = async (argv, io) => {
     throw new UsageError((err as Error).message);
   }
   const raw = await readMessage(positionals[0], io.stdin);
+  assertPrependable(raw, positionals[0], 'DKIM-Signature');
   const outcome = await signMessage(toCrlf(raw), [signer], nowSec);
   if (outcome.kind === 'error') throw new CliError(`cannot sign: ${outcome.reason}`);
   const eol = detectLineEnding(raw);

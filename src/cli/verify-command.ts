@@ -11,7 +11,7 @@ import { detectLineEnding, toCrlf } from '../mail/line-endings.js';
 import { UsageError, type CommandRunner } from './cli-error.js';
 import { CONFIG_OPTION, loadCliConfig } from './config-option.js';
 import { createCliLookup, DNS_OPTIONS } from './dns-options.js';
-import { parseNow, readMessage } from './read-input.js';
+import { assertPrependable, parseNow, readMessage } from './read-input.js';
 
 export const VERIFY_USAGE = `usage: dkimgate verify [--config FILE] [--authserv-id ID] [--json] [--dns-server HOST[:PORT]]... [--dns-zone FILE]...
                        [--now UNIX] [--allow-sha1] [--min-key-bits N] [--max-signatures N] [FILE]
@@ -73,6 +73,8 @@ export const runVerify: CommandRunner = async (argv, io) => {
   const v = config.verify;
   const lookupTxt = await createCliLookup(config.dns, { servers: values['dns-server'], zones: values['dns-zone'] });
   const raw = await readMessage(positionals[0], io.stdin);
+  // --json prints no message; the default output puts our field above it
+  if (!values.json) assertPrependable(raw, positionals[0], 'Authentication-Results field');
   const report = await verifyMessage(toCrlf(raw), {
     lookupTxt,
     nowSec,

@@ -65,6 +65,15 @@ class FramedField implements HeaderField {
   }
 }
 
+/**
+ * Whether the message's first line starts with a space or tab: a continuation with no field before it (not RFC 5322).
+ * A field put on top of such a message would take that line as its own continuation, so the sender would write into
+ * our Authentication-Results field or DKIM-Signature. Such a message is refused, never prepended to.
+ */
+export function startsWithContinuation(buf: Buffer): boolean {
+  return buf.length > 0 && (buf[0] === SP || buf[0] === HT);
+}
+
 /** Splits the header section into fields. Lines are CRLF-terminated; a line starting with WSP continues the previous field. */
 export function frameMessage(buf: Buffer): FramedMessage {
   const fields: HeaderField[] = [];

@@ -4,7 +4,7 @@
 
 import type { Readable } from 'node:stream';
 import { BodyHasher, type BodyHashSpec } from '../dkim/body-hasher.js';
-import { countHeaderFields, frameMessage, type FramedMessage } from '../mail/header-fields.js';
+import { countHeaderFields, frameMessage, startsWithContinuation, type FramedMessage } from '../mail/header-fields.js';
 import { LineEndingGuard, type LineEndingPolicy } from '../mail/line-ending-guard.js';
 import { BodySpool } from './body-spool.js';
 import { ChunkReader } from './chunk-reader.js';
@@ -34,7 +34,7 @@ export interface ReceivedMessage {
 
 export type ReceiveOutcome =
   | { kind: 'received'; message: ReceivedMessage }
-  | { kind: 'refused'; reason: 'bare_cr' | 'bare_lf' | 'nul' | 'header_too_large' | 'too_many_header_fields' | 'message_too_large' }
+  | { kind: 'refused'; reason: 'bare_cr' | 'bare_lf' | 'nul' | 'header_too_large' | 'too_many_header_fields' | 'message_too_large' | 'header_starts_folded' }
   | { kind: 'spool_failed'; reason: 'disk_full' | 'io_error'; detail: string }
   | { kind: 'aborted'; detail: string };
 
@@ -55,6 +55,7 @@ export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onH
 
   /** Frames the complete header section and starts the body; the refusal instead when it has too many fields. */
   const startBody = (headerBuf: Buffer): ReceiveOutcome | null => {
+    if (startsWithContinuation(headerBuf)) return { kind: 'refused', reason: 'header_starts_folded' };
     if (countHeaderFields(headerBuf, opts.maxHeaderFields) > opts.maxHeaderFields) return { kind: 'refused', reason: 'too_many_header_fields' };
     header = headerBuf;
     // the parts are views of whole 64 KB chunks: dropped now, or each message keeps its first chunk to the end

@@ -34,6 +34,7 @@ export const REPLIES = {
   bareLf: reply(550, '5.5.2', 'message has bare LF line endings: use CRLF'),
   bareCr: reply(550, '5.5.2', 'message has a bare CR: use CRLF line endings'),
   nul: reply(550, '5.6.0', 'message contains NUL bytes'),
+  headerStartsFolded: reply(550, '5.6.0', 'malformed header: the first line starts with a space or tab (a continuation with no field)'),
   tooBig: reply(552, '5.3.4', 'message too big'),
   headerTooBig: reply(552, '5.3.4', 'header section too big'),
   tooManyHeaderFields: reply(552, '5.3.4', 'too many header fields'),
@@ -70,6 +71,8 @@ export function receiveRefusalReply(outcome: Exclude<ReceiveOutcome, { kind: 're
           return REPLIES.tooManyHeaderFields;
         case 'message_too_large':
           return REPLIES.tooBig;
+        case 'header_starts_folded':
+          return REPLIES.headerStartsFolded;
       }
       break;
     case 'spool_failed':

@@ -93,6 +93,21 @@ describe('dkimgate sign and verify', () => {
     expect(r.stdoutBytes.subarray(r.stdoutBytes.length - signed.stdoutBytes.length).equals(signed.stdoutBytes)).toBe(true);
   });
 
+  it('refuses, in one line and exit 1, to put a field above a message whose first line is a continuation', async () => {
+    const folded = Buffer.from(`\tdkim=pass header.d=paypal.example\n${MESSAGE_LF}`);
+    writeFileSync(join(dir, 'folded.eml'), folded);
+    const signed = await signFile('folded.eml');
+    expect(signed.status).toBe(1);
+    expect(signed.stdout).toBe('');
+    expect(signed.stderr).toMatch(/folded\.eml: the first line starts with a space or tab .* part of the DKIM-Signature put above it; remove or unfold that line\n$/);
+    const verified = await runCli(['verify', '--dns-zone', zone, '--now', NOW], { input: folded });
+    expect(verified.status).toBe(1);
+    expect(verified.stdout).toBe('');
+    expect(verified.stderr).toMatch(/^dkimgate verify: stdin: the first line starts with a space or tab .* Authentication-Results field put above it/);
+    // --json prints no message, so nothing can be appended to our field: it verifies
+    expect((await verifyJson(folded)).signatures).toEqual([]);
+  });
+
   it('reports dkim=none for an unsigned message', async () => {
     const report = await verifyJson(Buffer.from(MESSAGE_LF), ['--authserv-id', 'mx.example.net']);
     expect(report.signatures).toEqual([]);

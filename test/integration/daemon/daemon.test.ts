@@ -401,6 +401,25 @@ describe('forged Authentication-Results', () => {
   });
 });
 
+describe('a header that starts with a continuation line', () => {
+  // Prepended to, its first line would continue our field: the sender would write into our A-R or DKIM-Signature.
+  it.each([
+    ['on the verify path (a line that would extend our A-R)', 'carol@outside.test', '\tdkim=pass header.d=paypal.example\r\n', false],
+    ['on the sign path (a line that would extend our DKIM-Signature)', `alice@${SIGN_DOMAIN}`, ' x=1\r\n', true],
+  ])('is refused %s with 550 5.6.0, and nothing is relayed', async (_name, from, first, signing) => {
+    const gate = await startGate(signing ? {} : { relayHosts: [] });
+    const message = fromDomain(BASIC_MESSAGE, from.split('@')[1]!);
+    const data = Buffer.concat([Buffer.from(first, 'latin1'), message]);
+    const r = await sendMail(gate.port, { from, data });
+    expect(r.final[0]?.text).toMatch(/^550 5\.6\.0 malformed header: the first line starts with a space or tab/);
+    expect(gate.nextHop.messages).toHaveLength(0);
+    expect((await messageLine(gate)).outcome).toBe('refused: header_starts_folded');
+    // the same message without that line goes through
+    expect((await sendMail(gate.port, { from, data: message })).final[0]?.code).toBe(250);
+    expect(headerOf(gate.nextHop.messages[0]!.data)).toMatch(signing ? /^DKIM-Signature: / : /^Authentication-Results: /);
+  });
+});
+
 describe('stopping', () => {
   it('tells an idle session 421 4.3.2 and stop() resolves promptly', async () => {
     const gate = await startGate();

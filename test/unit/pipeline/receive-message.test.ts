@@ -80,6 +80,8 @@ describe('receiving a message from the DATA stream', () => {
     ['a header section over the limit', `From: a@example.com\r\nX: ${'y'.repeat(5000)}\r\n\r\nb\r\n`, 'header_too_large'],
     ['21 header fields (the limit is 20)', `From: a@example.com\r\n${'X: y\r\n'.repeat(20)}\r\nb\r\n`, 'too_many_header_fields'],
     ['21 header fields and no body', `From: a@example.com\r\n${'X: y\r\n'.repeat(20)}`, 'too_many_header_fields'],
+    ['a header whose first line starts with a tab', '\tdkim=pass\r\nFrom: a@example.com\r\n\r\nb\r\n', 'header_starts_folded'],
+    ['a header-only message whose first line starts with a space', ' x\r\nFrom: a@example.com\r\n', 'header_starts_folded'],
   ])('refuses %s, reading the rest of the stream', async (_name, text, reason) => {
     const stream = chunked(text, [10]);
     const out = await receiveMessage(stream, OPTS, () => [SPEC]);
