@@ -91,6 +91,8 @@ export class NextHopConnection {
   /** MAIL FROM:<address> with the parameters the next hop announced the extensions for (see formatMailParams). */
   async mailFrom(address: string, params: EnvelopeParams): Promise<ReplyOutcome> {
     assertAddress(address, true);
+    const unsendable = this.needsSmtpUtf8(address);
+    if (unsendable) return unsendable;
     const { text } = formatMailParams(params, this.capabilities);
     return this.exclusive(() => this.sock.command(`MAIL FROM:<${address}>${text}`, 'mail-from'));
   }
@@ -98,6 +100,8 @@ export class NextHopConnection {
   /** RCPT TO:<address> with NOTIFY/ORCPT when the next hop announced DSN (see formatRcptParams). */
   async rcptTo(address: string, params: EnvelopeParams): Promise<ReplyOutcome> {
     assertAddress(address, false);
+    const unsendable = this.needsSmtpUtf8(address);
+    if (unsendable) return unsendable;
     const { text } = formatRcptParams(params, this.capabilities);
     return this.exclusive(() => this.sock.command(`RCPT TO:<${address}>${text}`, 'rcpt-to'));
   }
@@ -110,6 +114,10 @@ export class NextHopConnection {
     if (!this.capabilities.pipelining) throw new Error('NextHopConnection.mailAndRcpt: the next hop did not announce PIPELINING (a bug in the caller)');
     assertAddress(from, true);
     assertAddress(to, false);
+    const mailUnsendable = this.needsSmtpUtf8(from);
+    if (mailUnsendable) return { mail: mailUnsendable, rcpt: mailUnsendable };
+    const rcptUnsendable = this.needsSmtpUtf8(to);
+    if (rcptUnsendable) return { mail: await this.mailFrom(from, mailParams), rcpt: rcptUnsendable };
     const mail = `MAIL FROM:<${from}>${formatMailParams(mailParams, this.capabilities).text}`;
     const rcpt = `RCPT TO:<${to}>${formatRcptParams(rcptParams, this.capabilities).text}`;
     return this.exclusive(async () => {
@@ -118,6 +126,16 @@ export class NextHopConnection {
       if (mailOutcome.kind !== 'reply') return { mail: mailOutcome, rcpt: mailOutcome };
       return { mail: mailOutcome, rcpt: await this.sock.readReply('rcpt-to') };
     });
+  }
+
+  /**
+   * RFC 6531: a non-ASCII address goes only to a next hop that announced SMTPUTF8. For one that did not, the reply a
+   * relay gives (553 5.6.7, as Postfix does), and nothing is sent: raw UTF-8 in its envelope is not its protocol.
+   */
+  private needsSmtpUtf8(address: string): ReplyOutcome | null {
+    if (this.capabilities.smtpUtf8 || !NON_ASCII_RE.test(address)) return null;
+    const text = 'SMTPUTF8 is required for a non-ASCII address, but was not offered by the next hop';
+    return { kind: 'reply', reply: { code: 553, enhanced: '5.6.7', text, lines: [text] } };
   }
 
   rset(): Promise<ReplyOutcome> {
@@ -354,6 +372,8 @@ function greetingHost(reply: SmtpReply): string | null {
   const first = (reply.lines[0] ?? '').trim().split(' ')[0] ?? '';
   return GREETING_HOST_RE.test(first) ? first : null;
 }
+
+const NON_ASCII_RE = /[^\x00-\x7f]/;
 
 function assertAddress(address: string, mayBeEmpty: boolean): void {
   // smtp-server validated it already; this guards the command line against a caller bug

@@ -54,6 +54,32 @@ describe('envelope passthrough', () => {
   });
 });
 
+describe('SMTPUTF8 towards a next hop that does not offer it', () => {
+  const utf8Message = crlf('From: José <jose@example.test>\nSubject: utf8\n\nHola.\n');
+
+  it('answers 553 5.6.7 for a non-ASCII sender (first with a new connection, then with a pooled one), relays nothing', async () => {
+    const gate = await harness.startGate(harness.config({ relayHosts: [] }), { hide: { smtpUtf8: true } });
+    for (let i = 0; i < 2; i++) {
+      const r = await sendMail(gate.port, { from: 'josé@exämple.test', mailParams: 'SMTPUTF8', data: utf8Message });
+      // MAIL goes to the next hop at once, or with the first RCPT on a pooled connection: refused at one of the two
+      const refusal = r.mail.code === 250 ? r.rcpts[0]! : r.mail;
+      expect(refusal.text).toMatch(/^553 5\.6\.7 .*SMTPUTF8 is required/);
+      expect(r.final).toEqual([]);
+    }
+    // an ASCII envelope still goes through the same next hop
+    expect((await sendMail(gate.port, { from: 'jose@example.test', data: utf8Message })).final[0]?.code).toBe(250);
+    expect(gate.nextHop.messages.map((m) => m.envelope.mailFrom)).toEqual(['jose@example.test']);
+  });
+
+  it('refuses only the non-ASCII recipient, and relays to the others', async () => {
+    const gate = await harness.startGate(harness.config({ relayHosts: [] }), { hide: { smtpUtf8: true } });
+    const r = await sendMail(gate.port, { from: 'jose@example.test', to: ['zoë@exämple.test', 'zoe@example.test'], data: utf8Message });
+    expect(r.rcpts.map((x) => x.code)).toEqual([553, 250]);
+    expect(r.final[0]?.code).toBe(250);
+    expect(gate.nextHop.messages[0]!.envelope.rcptTo).toEqual(['zoe@example.test']);
+  });
+});
+
 describe('SIZE towards the next hop', () => {
   it.each([
     ['signed (two signatures added)', {}],

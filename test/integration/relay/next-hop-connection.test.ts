@@ -201,6 +201,20 @@ describe('envelope passthrough', () => {
     expect(server.messages[0]!.envelope).toMatchObject({ mailFrom: 'jörg@exämple.org', rcptTo: ['δοκιμή@παράδειγμα.δοκιμή'], mailParams: { SMTPUTF8: true } });
   });
 
+  it('sends no non-ASCII address to a next hop without SMTPUTF8: 553 5.6.7 instead, for MAIL, RCPT and both pipelined', async () => {
+    const server = await nextHop({ hide: { smtpUtf8: true } });
+    const connection = await connected(server);
+    const refused = { kind: 'reply', reply: { code: 553, enhanced: '5.6.7', text: expect.stringContaining('SMTPUTF8 is required') } };
+    expect(await connection.mailFrom('jörg@exämple.org', { SMTPUTF8: true })).toMatchObject(refused);
+    expect(await connection.mailAndRcpt('jörg@exämple.org', {}, 'rcpt@example.net', {})).toMatchObject({ mail: refused, rcpt: refused });
+    expect(server.commands.filter((c) => /^(MAIL|RCPT)/.test(c.line))).toEqual([]);
+    // an ASCII sender goes; the non-ASCII recipient does not, alone or pipelined after MAIL
+    expect(await connection.mailAndRcpt('sender@example.org', {}, 'δοκιμή@παράδειγμα.δοκιμή', {})).toMatchObject({ mail: { kind: 'reply', reply: { code: 250 } }, rcpt: refused });
+    expect(await connection.rcptTo('δοκιμή@example.net', {})).toMatchObject(refused);
+    expect(await connection.rcptTo('rcpt@example.net', {})).toMatchObject({ kind: 'reply', reply: { code: 250 } });
+    expect(server.commands.map((c) => c.line).filter((l) => /^(MAIL|RCPT)/.test(l))).toEqual(['MAIL FROM:<sender@example.org>', 'RCPT TO:<rcpt@example.net>']);
+  });
+
   it('leaves out the parameters of extensions the next hop does not announce', async () => {
     const server = await nextHop({ hide: { dsn: true, smtpUtf8: true, eightBitMime: true } });
     const connection = await connected(server);
