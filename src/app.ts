@@ -137,6 +137,8 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
   const metrics: Metrics = createMetrics({ signingDomains: built.runtime.keys.byFromDomain.keys() });
   metrics.setDnsCacheStats(() => built.resolver.stats());
   let pool = createPool(config, nextHopAddress(config), built.runtime.nextHopCa);
+  /** Pools replaced by a reload while their connections still carried transactions: a stop ends those too. */
+  const retiredPools = new Set<NextHopPool>();
   let draining = false;
   let inFlight = 0;
   let drained: (() => void) | null = null;
@@ -208,6 +210,8 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
         const old = pool;
         pool = createPool(next, nextHopAddress(next), rebuilt.runtime.nextHopCa);
         void old.closeAll();
+        for (const p of retiredPools) if (p.stats().inUse === 0) retiredPools.delete(p);
+        retiredPools.add(old);
       }
       holder.replace(rebuilt.runtime);
       metrics.setDnsCacheStats(() => rebuilt.resolver.stats());
@@ -225,7 +229,8 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
       if (inFlight > 0) {
         // A next hop that never answers would hold the process past drain_timeout (and past systemd's stop
         // timeout, then SIGKILL): its connections end now, and each transaction answers its client and logs itself.
-        const ended = pool.abortInUse();
+        let ended = pool.abortInUse();
+        for (const p of retiredPools) ended += p.abortInUse();
         logger.warn({ inFlight, nextHopConnectionsEnded: ended, drainTimeout: drainMs / 1000 }, 'drain_timeout passed: ending the transactions still in flight');
         await untilDrained(ABORTED_SETTLE_MS);
       }

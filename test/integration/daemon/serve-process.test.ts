@@ -154,7 +154,10 @@ describe('dkimgate serve (a real process)', () => {
     expect(refused).toBe(true);
   });
 
-  it('stops at drain_timeout even when the next hop never answers end-of-data: 451 to the client, logged ambiguous, exit 0', async () => {
+  it.each([
+    ['', false],
+    [' (its connection from before a reload that moved next_hop)', true],
+  ])('stops at drain_timeout even when the next hop never answers end-of-data%s: 451 to the client, logged ambiguous, exit 0', async (_name, reload) => {
     const stuck = await startNextHopServer({ onData: { kind: 'delay', ms: 30_000 } });
     closers.push(() => stuck.close());
     const configPath = join(dir, 'drain.yaml');
@@ -164,6 +167,13 @@ describe('dkimgate serve (a real process)', () => {
     const told = final.then((reply) => reply.text, (err: Error) => err.message);
     try {
       await waitFor(() => stuck.received.length > 0);
+      if (reload) {
+        const other = await startNextHopServer();
+        closers.push(() => other.close());
+        await writeFile(configPath, configYaml(other.port, ['example.com'], '', 'drain_timeout: 2'));
+        served.child.kill('SIGHUP');
+        await served.waitForLine((l) => l.msg === 'configuration reloaded', RELOAD_WAIT_MS);
+      }
       const stopping = Date.now();
       served.child.kill('SIGTERM');
       expect(await served.exited).toBe(0);
