@@ -7,6 +7,7 @@ import { BodyHasher, type BodyHashSpec } from '../dkim/body-hasher.js';
 import { countHeaderFields, frameMessage, startsWithContinuation, type FramedMessage } from '../mail/header-fields.js';
 import { LineEndingGuard, type LineEndingPolicy } from '../mail/line-ending-guard.js';
 import { BodySpool } from './body-spool.js';
+import { HeaderReservation } from './header-memory.js';
 import { ChunkReader } from './chunk-reader.js';
 
 export interface ReceiveOptions {
@@ -18,6 +19,8 @@ export interface ReceiveOptions {
   spillThresholdBytes: number;
   spoolDir: string;
   lineEndings: LineEndingPolicy;
+  /** Header bytes all messages may hold together (HEADER_MEMORY_BUDGET_BYTES unless a test sets it). */
+  headerMemoryBudgetBytes?: number;
 }
 
 /** Called once, when the header section is complete: returns the body hashes DKIM will need. */
@@ -30,11 +33,14 @@ export interface ReceivedMessage {
   body: BodySpool;
   bodyHashes: BodyHasher;
   sizeBytes: number;
+  /** Removes the spool file and gives the header's bytes back to the process-wide budget; call once, when done. */
+  dispose(): Promise<void>;
 }
 
 export type ReceiveOutcome =
   | { kind: 'received'; message: ReceivedMessage }
   | { kind: 'refused'; reason: 'bare_cr' | 'bare_lf' | 'nul' | 'header_too_large' | 'too_many_header_fields' | 'message_too_large' | 'header_starts_folded' }
+  | { kind: 'busy'; reason: 'header_memory' }
   | { kind: 'spool_failed'; reason: 'disk_full' | 'io_error'; detail: string }
   | { kind: 'aborted'; detail: string };
 
@@ -43,6 +49,7 @@ const HEADER_END = Buffer.from('\r\n\r\n');
 export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onHeader: OnHeader): Promise<ReceiveOutcome> {
   const guard = new LineEndingGuard(opts.lineEndings);
   const spool = new BodySpool(opts.spillThresholdBytes, opts.spoolDir);
+  const headerMemory = new HeaderReservation(opts.headerMemoryBudgetBytes);
   const headerParts: Buffer[] = [];
   let headerBytes = 0;
   let headerTail = Buffer.alloc(0);
@@ -92,6 +99,7 @@ export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onH
         if (at !== -1) split = at + 4;
       }
     }
+    if (!headerMemory.take(split === -1 ? chunk.length : split)) return { kind: 'busy', reason: 'header_memory' };
     if (split === -1) {
       headerParts.push(chunk);
       headerTail = (headerTail.length + chunk.length > 3 ? Buffer.concat([headerTail, chunk.subarray(-3)]) : Buffer.concat([headerTail, chunk])).subarray(-3);
@@ -125,18 +133,22 @@ export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onH
     const last = guard.end();
     if (last.kind === 'refused') failure = { kind: 'refused', reason: last.reason };
   }
-  if (failure) {
+  const dispose = async () => {
+    headerMemory.release();
     await spool.dispose();
+  };
+  if (failure) {
+    await dispose();
     return failure;
   }
   // A message without an empty line is all header.
   if (header === null) {
     const refused = startBody(Buffer.concat(headerParts, headerBytes));
     if (refused) {
-      await spool.dispose();
+      await dispose();
       return refused;
     }
   }
   hasher!.finish();
-  return { kind: 'received', message: { header: header!, framed: framed!, body: spool, bodyHashes: hasher!, sizeBytes: total } };
+  return { kind: 'received', message: { header: header!, framed: framed!, body: spool, bodyHashes: hasher!, sizeBytes: total, dispose } };
 }

@@ -330,6 +330,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         deps.logger.error({ queueId: txn.queueId, spoolDir: cfg.limits.spoolDir ?? systemTmpDir, reason: received.reason, detail: received.detail }, 'spooling the message failed');
         return reject(receiveRefusalReply(received), `deferred: spool ${received.reason}`);
       }
+      if (received.kind === 'busy') return reject(receiveRefusalReply(received), `deferred: ${received.reason}`);
       if (received.kind !== 'received') return reject(receiveRefusalReply(received), `refused: ${received.kind === 'refused' ? received.reason : received.kind}`);
       const message = received.message;
       record.sizeBytes = message.sizeBytes;
@@ -399,7 +400,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         record.outcome = outcome.afterEndOfData ? 'ambiguous' : `next hop ${outcome.kind}`;
         return finish(replyError(dataFailureVerdict(outcome).reply));
       } finally {
-        await message.body.dispose();
+        await message.dispose();
       }
     })().catch((err: unknown) => {
       deps.logger.error({ err, queueId: txn.queueId }, 'message processing failed');

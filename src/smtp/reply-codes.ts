@@ -30,6 +30,7 @@ export const REPLIES = {
   signingKeyUnavailable: reply(451, '4.3.0', 'signing key unavailable, try again later'),
   dnsTempfail: reply(451, '4.7.5', 'DKIM key lookup failed temporarily, try again later'),
   outOfDisk: reply(452, '4.3.1', 'insufficient system storage, try again later'),
+  headerMemoryFull: reply(452, '4.3.1', 'insufficient system resources: too many large headers at once, try again later'),
   bareLineEnding: reply(550, '5.5.2', 'message has bare CR or LF line endings: use CRLF'),
   bareLf: reply(550, '5.5.2', 'message has bare LF line endings: use CRLF'),
   bareCr: reply(550, '5.5.2', 'message has a bare CR: use CRLF line endings'),
@@ -75,6 +76,8 @@ export function receiveRefusalReply(outcome: Exclude<ReceiveOutcome, { kind: 're
           return REPLIES.headerStartsFolded;
       }
       break;
+    case 'busy':
+      return REPLIES.headerMemoryFull;
     case 'spool_failed':
       return outcome.reason === 'disk_full' ? REPLIES.outOfDisk : REPLIES.internalError;
     case 'aborted':

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/config.js';
 import { defaultConfig } from '../../src/config/defaults.js';
+import { HEADER_MEMORY_BUDGET_BYTES, headerMemoryInUse } from '../../src/pipeline/header-memory.js';
 import { BASIC_MESSAGE } from '../helpers/dkim-test-kit.js';
 import { Harness, headerOf, listener, waitFor, type Gate } from '../helpers/daemon-harness.js';
 import { dotStuff, RawClient, sendMail, sendMailOn } from '../helpers/raw-smtp-client.js';
@@ -232,6 +233,45 @@ async function greeting(port: number): Promise<{ code: number; text: string; cli
     });
   });
 }
+
+describe('huge headers from many clients at once', () => {
+  it('holds at most 64 MB of headers: past it 452 4.3.1 (try later), the others relayed, memory given back', { timeout: 60_000 }, async () => {
+    const gate = await startGate();
+    const CLIENTS = 72; // x ~1 MB of header each (under max_header_size): past the budget
+    // one field folded over 1,000 lines (max_header_fields counts fields)
+    const padding = Buffer.from(`X-Pad: p\r\n${` ${'p'.repeat(1021)}\r\n`.repeat(1000)}`, 'latin1');
+    const before = headerMemoryInUse();
+    const clients = await Promise.all(Array.from({ length: CLIENTS }, () => RawClient.open(gate.port)));
+    try {
+      // every client sends its ~1 MB of header fields and waits: all those headers are in the daemon at once
+      for (const c of clients) {
+        expect((await c.command('EHLO client.test')).code).toBe(250);
+        expect((await c.command('MAIL FROM:<alice@example.com>')).code).toBe(250);
+        expect((await c.command('RCPT TO:<bob@example.org>')).code).toBe(250);
+        expect((await c.command('DATA')).code).toBe(354);
+        c.socket.write(padding);
+      }
+      await waitFor(() => headerMemoryInUse() - before >= HEADER_MEMORY_BUDGET_BYTES - padding.length, 20_000);
+      expect(headerMemoryInUse() - before).toBeLessThanOrEqual(HEADER_MEMORY_BUDGET_BYTES);
+      for (const c of clients) {
+        c.socket.write(dotStuff(BASIC_MESSAGE));
+        c.socket.write('.\r\n');
+      }
+      const replies = await Promise.all(clients.map((c) => c.read(20_000)));
+      const delivered = replies.filter((r) => r.code === 250).length;
+      expect(replies.filter((r) => r.code !== 250).map((r) => r.text.split(':')[0])).toEqual(
+        Array<string>(CLIENTS - delivered).fill('452 4.3.1 insufficient system resources'),
+      );
+      expect(delivered).toBeGreaterThanOrEqual(60);
+      expect(delivered).toBeLessThan(CLIENTS);
+      await waitFor(() => gate.nextHop.messages.length === delivered);
+    } finally {
+      for (const c of clients) c.close();
+    }
+    await waitFor(() => headerMemoryInUse() === before);
+    await stillServes(gate);
+  });
+});
 
 describe('connection floods', () => {
   it('answers the connections past max_clients 421 4.7.0 and keeps serving the others', { timeout: 60_000 }, async () => {

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { BodyHasher } from '../../../src/dkim/body-hasher.js';
+import { headerMemoryInUse } from '../../../src/pipeline/header-memory.js';
 import { receiveMessage, type ReceiveOptions } from '../../../src/pipeline/receive-message.js';
 
 const spoolDir = mkdtempSync(join(tmpdir(), 'dkimgate-spool-'));
@@ -50,7 +51,7 @@ describe('receiving a message from the DATA stream', () => {
         expect(await readAll(m.body.read())).toBe(body);
         expect(m.bodyHashes.result(SPEC).digest.toString('base64')).toBe(expectedHash(body));
         expect(m.body.spilled).toBe(true);
-        await m.body.dispose();
+        await m.dispose();
       }),
       { numRuns: 100 },
     );
@@ -94,7 +95,7 @@ describe('receiving a message from the DATA stream', () => {
     const out = await receiveMessage(chunked(text, [10]), OPTS, () => [SPEC]);
     if (out.kind !== 'received') throw new Error(out.kind);
     expect(out.message.framed.fields).toHaveLength(20);
-    await out.message.body.dispose();
+    await out.message.dispose();
   });
 
   it('refuses a message over the size limit', async () => {
@@ -118,5 +119,36 @@ describe('finding the end of the header', () => {
       expect(out.message.header.toString('latin1')).toBe(header);
       expect(await readAll(out.message.body.read())).toBe('body\r\n');
     }
+  });
+});
+
+describe('the process-wide budget for header bytes', () => {
+  const header = (kb: number) => `From: a@example.com\r\n${`X-Pad: ${'p'.repeat(1016)}\r\n`.repeat(kb)}\r\nbody\r\n`;
+  const opts = { ...OPTS, maxHeaderBytes: 1 << 20, headerMemoryBudgetBytes: 20 * 1024 };
+
+  it('counts a header until its message is disposed, and defers one that would pass the budget (the rest is read)', async () => {
+    const before = headerMemoryInUse();
+    const first = await receiveMessage(chunked(header(12), [3000, 9000]), opts, () => []);
+    if (first.kind !== 'received') throw new Error(first.kind);
+    expect(headerMemoryInUse() - before).toBe(first.message.header.length);
+    // 12 KB held: another 12 KB header does not fit in 20 KB
+    const stream = chunked(header(12), [4000]);
+    expect(await receiveMessage(stream, opts, () => [])).toEqual({ kind: 'busy', reason: 'header_memory' });
+    expect(stream.readableEnded).toBe(true);
+    expect(headerMemoryInUse() - before).toBe(first.message.header.length);
+    await first.message.dispose();
+    expect(headerMemoryInUse()).toBe(before);
+    // room again
+    const again = await receiveMessage(chunked(header(12), []), opts, () => []);
+    expect(again.kind).toBe('received');
+    if (again.kind === 'received') await again.message.dispose();
+    expect(headerMemoryInUse()).toBe(before);
+  });
+
+  it('gives the bytes back when the message is refused for another reason', async () => {
+    const before = headerMemoryInUse();
+    const out = await receiveMessage(chunked(`${header(4)}\0`, [100]), opts, () => []);
+    expect(out).toEqual({ kind: 'refused', reason: 'nul' });
+    expect(headerMemoryInUse()).toBe(before);
   });
 });
