@@ -4,8 +4,9 @@
 
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { createSecureContext } from 'node:tls';
 import type { SMTPServer } from 'smtp-server';
-import type { Config } from './config/config.js';
+import type { Config, ListenerConfig } from './config/config.js';
 import { resolveSigningSelectors } from './config/resolve-signing-selectors.js';
 import { createDnsResolver, loadZoneFiles, type DnsResolver } from './dns/create-dns-resolver.js';
 import { loadKeyStore } from './keys/key-store.js';
@@ -136,6 +137,8 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
   const holder = new RuntimeHolder(built.runtime);
   const metrics: Metrics = createMetrics({ signingDomains: built.runtime.keys.byFromDomain.keys() });
   metrics.setDnsCacheStats(() => built.resolver.stats());
+  // The listeners as bound: a reload re-reads their certificates, but moves no listener.
+  const boundListen = config.listen;
   let pool = createPool(config, nextHopAddress(config), built.runtime.nextHopCa);
   /** Pools replaced by a reload while their connections still carried transactions: a stop ends those too. */
   const retiredPools = new Set<NextHopPool>();
@@ -201,6 +204,8 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
     async reload(next) {
       const rebuilt = await buildRuntime(next);
       if (rebuilt.kind === 'error') return rebuilt;
+      const certificates = await readListenerCertificates(boundListen);
+      if (certificates.kind === 'error') return certificates;
       const current = holder.get().config;
       if (JSON.stringify(current.listen) !== JSON.stringify(next.listen)) {
         rebuilt.warnings.push('listen changed: listeners are only re-bound at restart; the old ones keep serving');
@@ -214,6 +219,8 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
         retiredPools.add(old);
       }
       holder.replace(rebuilt.runtime);
+      // renewed certificates (the same files): new STARTTLS handshakes use them, sessions in TLS keep theirs
+      for (const [i, pair] of certificates.pairs.entries()) if (pair) servers[i]!.updateSecureContext(pair);
       metrics.setDnsCacheStats(() => rebuilt.resolver.stats());
       metrics.setSigningDomains(rebuilt.runtime.keys.byFromDomain.keys());
       return { kind: 'ok', warnings: rebuilt.warnings };
@@ -246,6 +253,27 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
       await metricsServer?.close();
     },
   };
+}
+
+type CertificateReload = { kind: 'ok'; pairs: ({ key: Buffer; cert: Buffer } | null)[] } | { kind: 'error'; problems: string[] };
+
+/** Each listener's key and certificate read again and checked as a pair; a problem refuses the reload. */
+async function readListenerCertificates(listen: readonly ListenerConfig[]): Promise<CertificateReload> {
+  const problems: string[] = [];
+  const pairs = await Promise.all(
+    listen.map(async (l, i) => {
+      if (!l.tls) return null;
+      try {
+        const pair = { key: await readFile(l.tls.key), cert: await readFile(l.tls.cert) };
+        createSecureContext(pair); // throws for unparsable PEM or a key that is not the certificate's
+        return pair;
+      } catch (err) {
+        problems.push(`listen[${i}].tls (${l.tls.cert}, ${l.tls.key}): ${(err as Error).message}`);
+        return null;
+      }
+    }),
+  );
+  return problems.length > 0 ? { kind: 'error', problems } : { kind: 'ok', pairs };
 }
 
 function equalBytes(a: Buffer | null, b: Buffer | null): boolean {

@@ -3,8 +3,10 @@
 // certificates, users file), openssl (certificates).
 
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import bcrypt from 'bcryptjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { crlf } from '../../helpers/dkim-test-kit.js';
@@ -102,6 +104,46 @@ describe('a STARTTLS listener', () => {
     expect(headerOf(gate.nextHop.messages[0]!.data)).not.toMatch(/^DKIM-Signature:/m);
     expect((await messageLine(gate)).decision).toBe('verify');
     expect(JSON.stringify(gate.logs)).not.toContain('wrong horse');
+  });
+});
+
+describe('certificates renewed on disk', () => {
+  async function fingerprintAfterStartTls(port: number): Promise<{ fingerprint: string; client: RawClient }> {
+    const client = await RawClient.open(port);
+    await client.command('EHLO client.test');
+    expect((await client.command('STARTTLS')).code).toBe(220);
+    await client.startTls();
+    return { fingerprint: (client.socket as TLSSocket).getPeerCertificate().fingerprint256, client };
+  }
+
+  it('are served after a reload (SIGHUP) to new STARTTLS sessions; a key that does not match refuses the reload', async () => {
+    const renewed = await createSelfSignedCertificate('localhost');
+    const paths = { key: join(dir, 'renew-key.pem'), cert: join(dir, 'renew-cert.pem') };
+    await writeFile(paths.key, cert.key, { mode: 0o600 });
+    await writeFile(paths.cert, cert.cert);
+    const gate = await harness.startGate(harness.config({ relayHosts: [], usersFile: files.users, listen: [listener({ tls: paths })] }));
+    const before = await fingerprintAfterStartTls(gate.port);
+    try {
+      await writeFile(paths.key, renewed.key, { mode: 0o600 });
+      await writeFile(paths.cert, renewed.cert);
+      expect(await gate.daemon.reload(gate.config)).toMatchObject({ kind: 'ok' });
+      const after = await fingerprintAfterStartTls(gate.port);
+      after.client.close();
+      expect(after.fingerprint).not.toBe(before.fingerprint);
+      expect(after.fingerprint).toBe(new X509Certificate(renewed.cert).fingerprint256);
+      // the session that was already in TLS goes on
+      const r = await transaction(before.client, await before.client.command('EHLO client.test'), { from: `alice@${SIGN_DOMAIN}`, data: MESSAGE });
+      expect(r.final[0]?.code).toBe(250);
+
+      await writeFile(paths.key, cert.key, { mode: 0o600 }); // the old key with the new certificate
+      const refused = await gate.daemon.reload(gate.config);
+      expect(refused).toMatchObject({ kind: 'error', problems: [expect.stringMatching(/^listen\[0\]\.tls \(.*renew-cert\.pem, .*renew-key\.pem\): .*key values mismatch/)] });
+      const still = await fingerprintAfterStartTls(gate.port);
+      still.client.close();
+      expect(still.fingerprint).toBe(after.fingerprint);
+    } finally {
+      before.client.close();
+    }
   });
 });
 
