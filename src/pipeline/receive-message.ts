@@ -60,7 +60,7 @@ export async function receiveMessage(stream: Readable, opts: ReceiveOptions, onH
   // Once refused, the rest of the stream is read and dropped so that the client gets our reply.
   let failure: ReceiveOutcome | null = null;
 
-  /** Frames the complete header section and starts the body; the refusal instead when it has too many fields. */
+  /** Frames the complete header section and starts the body; the refusal instead when it starts folded or has too many fields. */
   const startBody = (headerBuf: Buffer): ReceiveOutcome | null => {
     if (startsWithContinuation(headerBuf)) return { kind: 'refused', reason: 'header_starts_folded' };
     if (countHeaderFields(headerBuf, opts.maxHeaderFields) > opts.maxHeaderFields) return { kind: 'refused', reason: 'too_many_header_fields' };

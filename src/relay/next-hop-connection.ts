@@ -91,7 +91,7 @@ export class NextHopConnection {
   /** MAIL FROM:<address> with the parameters the next hop announced the extensions for (see formatMailParams). */
   async mailFrom(address: string, params: EnvelopeParams): Promise<ReplyOutcome> {
     assertAddress(address, true);
-    const unsendable = this.needsSmtpUtf8(address);
+    const unsendable = this.smtpUtf8Refusal(address);
     if (unsendable) return unsendable;
     const { text } = formatMailParams(params, this.capabilities);
     return this.exclusive(() => this.sock.command(`MAIL FROM:<${address}>${text}`, 'mail-from'));
@@ -100,7 +100,7 @@ export class NextHopConnection {
   /** RCPT TO:<address> with NOTIFY/ORCPT when the next hop announced DSN (see formatRcptParams). */
   async rcptTo(address: string, params: EnvelopeParams): Promise<ReplyOutcome> {
     assertAddress(address, false);
-    const unsendable = this.needsSmtpUtf8(address);
+    const unsendable = this.smtpUtf8Refusal(address);
     if (unsendable) return unsendable;
     const { text } = formatRcptParams(params, this.capabilities);
     return this.exclusive(() => this.sock.command(`RCPT TO:<${address}>${text}`, 'rcpt-to'));
@@ -114,9 +114,9 @@ export class NextHopConnection {
     if (!this.capabilities.pipelining) throw new Error('NextHopConnection.mailAndRcpt: the next hop did not announce PIPELINING (a bug in the caller)');
     assertAddress(from, true);
     assertAddress(to, false);
-    const mailUnsendable = this.needsSmtpUtf8(from);
+    const mailUnsendable = this.smtpUtf8Refusal(from);
     if (mailUnsendable) return { mail: mailUnsendable, rcpt: mailUnsendable };
-    const rcptUnsendable = this.needsSmtpUtf8(to);
+    const rcptUnsendable = this.smtpUtf8Refusal(to);
     if (rcptUnsendable) return { mail: await this.mailFrom(from, mailParams), rcpt: rcptUnsendable };
     const mail = `MAIL FROM:<${from}>${formatMailParams(mailParams, this.capabilities).text}`;
     const rcpt = `RCPT TO:<${to}>${formatRcptParams(rcptParams, this.capabilities).text}`;
@@ -132,7 +132,7 @@ export class NextHopConnection {
    * RFC 6531: a non-ASCII address goes only to a next hop that announced SMTPUTF8. For one that did not, the reply a
    * relay gives (553 5.6.7, as Postfix does), and nothing is sent: raw UTF-8 in its envelope is not its protocol.
    */
-  private needsSmtpUtf8(address: string): ReplyOutcome | null {
+  private smtpUtf8Refusal(address: string): ReplyOutcome | null {
     if (this.capabilities.smtpUtf8 || !NON_ASCII_RE.test(address)) return null;
     const text = 'SMTPUTF8 is required for a non-ASCII address, but was not offered by the next hop';
     return { kind: 'reply', reply: { code: 553, enhanced: '5.6.7', text, lines: [text] } };
