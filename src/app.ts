@@ -3,7 +3,7 @@
 // Touches: the config file, key and users files, listening sockets, the next hop, DNS.
 
 import { readFile } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { createSecureContext } from 'node:tls';
 import type { SMTPServer } from 'smtp-server';
 import type { Config, ListenerConfig } from './config/config.js';
@@ -14,6 +14,7 @@ import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { startMetricsServer, type MetricsServer } from './observability/metrics-server.js';
 import { maxAddedHeaderBytes } from './pipeline/added-header-bytes.js';
+import { spoolDirProblem } from './pipeline/body-spool.js';
 import { compileCidrs } from './policy/client-identity.js';
 import { createNextHopPool, type NextHopPool } from './relay/next-hop-pool.js';
 import { createListener } from './smtp/create-listener.js';
@@ -44,6 +45,8 @@ export async function buildRuntime(config: Config): Promise<RuntimeBuild> {
       problems.push(`next_hop.ca_file: cannot read ${config.nextHop.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
   }
+  const spoolProblem = await spoolDirProblem(config.limits.spoolDir ?? tmpdir());
+  if (spoolProblem) problems.push(`limits.spool_dir: ${spoolProblem}`);
   let users = null;
   if (config.usersFile) {
     try {

@@ -11,6 +11,7 @@ import { applyEnvironment, CONFIG_PATH_VARIABLE } from '../config/environment-ov
 import { parseConfigText } from '../config/parse-config-text.js';
 import { resolveSigningSelectors } from '../config/resolve-signing-selectors.js';
 import { parseZoneFile } from '../dns/zone-file.js';
+import { spoolDirProblem } from '../pipeline/body-spool.js';
 import { KeyLoadError, loadPrivateKey, type LoadedKey } from '../keys/load-private-key.js';
 import { EXIT_OK, EXIT_USAGE, UsageError, type CommandRunner } from './cli-error.js';
 import { DEFAULT_CONFIG_PATH } from './config-option.js';
@@ -122,6 +123,11 @@ export async function checkReferencedFiles(
     await checkReadable(listener.tls.cert, `listen[${index}].tls.cert`, 'TLS certificate');
   }
   if (config.usersFile !== null) await checkReadable(config.usersFile, 'users_file', 'users file');
+  if (config.limits.spoolDir !== null) {
+    // as the user running the check: the daemon's user may still differ
+    const spoolProblem = await spoolDirProblem(config.limits.spoolDir);
+    if (spoolProblem) problems.push(at('limits.spool_dir', spoolProblem));
+  }
 
   for (const [index, zonePath] of config.dns.zoneFiles.entries()) {
     const keyPath = `dns.zone_files[${index}]`;

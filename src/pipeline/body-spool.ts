@@ -26,6 +26,31 @@ export function spoolMemoryInUse(): number {
   return memoryInUse;
 }
 
+/**
+ * Why spool files cannot be made in `dir`, or null when they can: one probe file is created there and removed. Checked
+ * at start and reload, so a missing or read-only spool_dir (ProtectSystem=strict outside /tmp) is reported at once, not
+ * as a 451 for every large message.
+ */
+export async function spoolDirProblem(dir: string): Promise<string | null> {
+  const probe = join(dir, `dkimgate-${process.pid}-${randomBytes(8).toString('hex')}.probe`);
+  try {
+    await (await open(probe, 'wx', 0o600)).close();
+    await unlink(probe);
+    return null;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT' || code === 'ENOTDIR'
+        ? 'no such directory'
+        : code === 'EACCES' || code === 'EPERM'
+          ? 'permission denied; make it writable by the user dkimgate runs as'
+          : code === 'EROFS'
+            ? 'read-only file system (under systemd ProtectSystem=strict, add it to ReadWritePaths=)'
+            : (code ?? (err as Error).message);
+    return `cannot create spool files in ${dir}: ${why}`;
+  }
+}
+
 export class BodySpool {
   private chunks: Buffer[] = [];
   private memoryBytes = 0;

@@ -160,6 +160,12 @@ describe('dkimgate config check', () => {
     ]);
   });
 
+  it('reports a spool_dir where no file can be created', async () => {
+    const { path } = await configFile(`limits:\n  spool_dir: ${join(dir, 'no-such-spool')}\n`);
+    const result = await check(['--config', path]);
+    expect([result.status, result.stderr]).toEqual([2, `${path}:2: limits.spool_dir: cannot create spool files in ${join(dir, 'no-such-spool')}: no such directory\n`]);
+  });
+
   it('names a --config file that does not exist (exit 2)', async () => {
     const path = join(dir, 'absent.yaml');
     const result = await check(['--config', path]);

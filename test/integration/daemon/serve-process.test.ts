@@ -10,7 +10,7 @@ import { BASIC_MESSAGE, rsaKey } from '../../helpers/dkim-test-kit.js';
 import { waitFor } from '../../helpers/daemon-harness.js';
 import { startNextHopServer } from '../../helpers/next-hop-server.js';
 import { openUnlinkedSpools } from '../../helpers/spool-files.js';
-import { startServeProcess, stopAllServeProcesses, type StartedServe } from '../../helpers/serve-process.js';
+import { spawnServe, startServeProcess, stopAllServeProcesses, type StartedServe } from '../../helpers/serve-process.js';
 
 
 import { RawClient, type Reply } from '../../helpers/raw-smtp-client.js';
@@ -186,6 +186,25 @@ describe('dkimgate serve (a real process)', () => {
     } finally {
       client.close();
     }
+  });
+
+  it('refuses to start, and a reload, with a spool_dir where no file can be created', async () => {
+    const hop = await startNextHopServer();
+    closers.push(() => hop.close());
+    const missing = join(dir, 'no-such-spool');
+    const configPath = join(dir, 'spool-dir.yaml');
+    await writeFile(configPath, configYaml(hop.port, ['example.com'], '', `spool_dir: "${missing}"`));
+    const failed = spawnServe(['--config', configPath]);
+    expect(await failed.exited).toBe(1);
+    expect(failed.stderr()).toBe(`dkimgate serve: cannot start: limits.spool_dir: cannot create spool files in ${missing}: no such directory\n`);
+
+    await writeFile(configPath, configYaml(hop.port, ['example.com']));
+    const served = await serve(configPath);
+    await writeFile(configPath, configYaml(hop.port, ['example.com'], '', `spool_dir: "${missing}"`));
+    served.child.kill('SIGHUP');
+    const refused = await served.waitForLine((l) => l.msg === 'reload refused: keeping the running configuration', RELOAD_WAIT_MS);
+    expect(refused.problems).toEqual([`limits.spool_dir: cannot create spool files in ${missing}: no such directory`]);
+    expect((await sendMail(served.port, fromDomain('example.com'))).code).toBe(250);
   });
 
   it('leaves no spool file behind when killed (kill -9) while relaying a spooled message', async () => {
