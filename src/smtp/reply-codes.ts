@@ -91,11 +91,12 @@ const ENHANCED = /^([245])\.(\d{1,3})\.(\d{1,3})$/;
 /**
  * A next hop's 4xx/5xx passed on with its class and code (reliability.md): its enhanced code when it
  * gave a valid one of the same class, else the generic one; its text with the next hop's own names
- * replaced, so no internal host name is revealed.
+ * replaced, so no internal host name is revealed. Its 421 becomes 451: that next hop is closing its
+ * session with us, not ours with the client (a 421 from us would make smtp-server close the client's).
  */
 export function passThrough(code: number, enhanced: string | null, text: string, hideNames: readonly string[]): SmtpReplyValue {
   const cls = Math.floor(code / 100);
-  const validCode = code >= 400 && code <= 599 ? code : 451;
+  const validCode = code === 421 ? 451 : code >= 400 && code <= 599 ? code : 451;
   const e = enhanced && ENHANCED.exec(enhanced) && enhanced[0] === String(cls) ? enhanced : `${Math.floor(validCode / 100)}.0.0`;
   let safe = text.replace(/[^\x20-\x7e]/g, ' ').slice(0, 200);
   for (const name of hideNames) {

@@ -11,7 +11,7 @@ import { defaultConfig } from '../../src/config/defaults.js';
 import { BASIC_MESSAGE } from '../helpers/dkim-test-kit.js';
 import { Harness, messageLine, waitFor, type Gate } from '../helpers/daemon-harness.js';
 import type { NextHopServerOptions } from '../helpers/next-hop-server.js';
-import { sendMail } from '../helpers/raw-smtp-client.js';
+import { RawClient, sendMail, sendMailOn } from '../helpers/raw-smtp-client.js';
 
 const harness = new Harness();
 beforeAll(() => harness.setup());
@@ -80,6 +80,49 @@ describe('the next hop refuses or ignores the session', () => {
     expect(r.mail.text).not.toContain('internal.test');
     expect(hop.lines.some((l) => /^MAIL/i.test(l))).toBe(false);
     expect(gate.logs.some((l) => /^next hop /.test(String(l.msg)))).toBe(true);
+  });
+});
+
+describe('a 421 from the next hop inside the transaction', () => {
+  it.each([
+    ['MAIL FROM', 'MAIL'],
+    ['RCPT TO', 'RCPT'],
+    ['DATA', 'DATA'],
+    ['the final dot', '.'],
+  ])('at %s: the client gets 451 for the transaction, keeps its session, and sends the message on it', async (_name, at) => {
+    // the next hop answers 421 once (it is going away), then works; a message is counted at its 250
+    let closing = 1;
+    let inData = false;
+    let held = 0;
+    const hop = await scriptedHop('220 next-hop.internal.test ESMTP', (line) => {
+      if (inData && line !== '.') return 'silence';
+      const verb = inData ? '.' : line.slice(0, 4).toUpperCase();
+      if (verb === at && closing-- > 0) {
+        inData = false;
+        return '421 4.3.2 next-hop.internal.test going down';
+      }
+      if (verb === 'DATA') inData = true;
+      if (verb === '.') {
+        inData = false;
+        held++;
+        return '250 2.0.0 queued';
+      }
+      return standard()(line);
+    });
+    const gate = await startGate({}, {}, { host: '127.0.0.1', port: hop.port });
+    const client = await RawClient.open(gate.port);
+    try {
+      const first = await sendMailOn(client, { data: BASIC_MESSAGE });
+      const refusal = [first.mail, ...first.rcpts, ...(first.data ? [first.data] : []), ...first.final].find((r) => r.code >= 400)!;
+      expect(refusal.text).toMatch(/^451 4\.3\.2 next hop: /);
+      expect(refusal.text).not.toContain('internal.test');
+      expect((await client.command('NOOP')).code).toBe(250);
+      const second = await sendMailOn(client, { data: BASIC_MESSAGE });
+      expect(second.final[0]?.code).toBe(250);
+      expect(held).toBe(1);
+    } finally {
+      client.close();
+    }
   });
 });
 
