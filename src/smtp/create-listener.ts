@@ -278,7 +278,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     const record: MessageRecord = {
       queueId: txn.queueId,
       listener: label,
-      client: { address: client.address, via: client.via, helo: session.clientHostname, authUser: client.authUser },
+      client: { address: client.address, via: client.via, helo: session.hostNameAppearsAs, authUser: client.authUser },
       envelope: { mailFrom: txn.mailFrom, rcptTo: [...txn.recipients] },
       sizeBytes: 0,
       decision: { kind: 'verify', reason: '' },

@@ -70,6 +70,8 @@ describe('verify path', () => {
     const line = await messageLine(gate);
     expect(line.decision).toBe('verify');
     expect(line.outcome).toBe('delivered');
+    // the name the client gave in EHLO, not its address again
+    expect(line.helo).toBe('client.outside.test');
   });
 });
 
@@ -299,6 +301,13 @@ describe('limits and XFORWARD', () => {
     const header = headerOf(gate.nextHop.messages[0]!.data);
     expect((header.match(/^DKIM-Signature:/gim) ?? []).length).toBe(signatures * 2);
     expect((await messageLine(gate)).decision).toBe(signatures ? 'sign' : 'verify');
+  });
+
+  it("logs the original client's HELO name that a trusted proxy forwards, and its address", async () => {
+    const gate = await startGate({ xforwardHosts: ['127.0.0.1/32'] });
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE, xforward: 'NAME=mail.sender.test ADDR=192.0.2.7 HELO=mx.sender.test' });
+    expect(r.final[0]?.code).toBe(250);
+    expect(await messageLine(gate)).toMatchObject({ client: '192.0.2.7', clientVia: 'xforward', helo: 'mx.sender.test' });
   });
 });
 
