@@ -188,6 +188,31 @@ describe('dkimgate serve (a real process)', () => {
     }
   });
 
+  it('stops at drain_timeout with a client stalled mid-DATA: 421 4.3.2 to it, nothing relayed, exit 0', async () => {
+    const hop = await startNextHopServer();
+    closers.push(() => hop.close());
+    const configPath = join(dir, 'stall.yaml');
+    await writeFile(configPath, configYaml(hop.port, ['example.com'], '', 'drain_timeout: 2'));
+    const served = await serve(configPath);
+    const client = await RawClient.open(served.port);
+    try {
+      for (const [command, code] of [['EHLO client.test', 250], ['MAIL FROM:<alice@example.com>', 250], ['RCPT TO:<bob@example.org>', 250], ['DATA', 354]] as const) {
+        expect((await client.command(command)).code).toBe(code);
+      }
+      client.socket.write('From: Alice <alice@example.com>\r\nSubject: half a message');
+      const stopping = Date.now();
+      served.child.kill('SIGTERM');
+      const told = client.read(10_000).then((r) => r.text, (err: Error) => err.message);
+      expect(await served.exited).toBe(0);
+      // drain_timeout, then the settle time for transactions ended at the next hop
+      expect(Date.now() - stopping).toBeLessThan(6000);
+      expect(await told).toMatch(/^421 4\.3\.2 /);
+      expect(hop.messages).toHaveLength(0);
+    } finally {
+      client.close();
+    }
+  });
+
   it('refuses to start, and a reload, with a spool_dir where no file can be created', async () => {
     const hop = await startNextHopServer();
     closers.push(() => hop.close());
