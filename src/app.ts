@@ -17,7 +17,7 @@ import { maxAddedHeaderBytes } from './pipeline/added-header-bytes.js';
 import { spoolDirProblem } from './pipeline/body-spool.js';
 import { compileCidrs } from './policy/client-identity.js';
 import { createNextHopPool, type NextHopPool } from './relay/next-hop-pool.js';
-import { createListener } from './smtp/create-listener.js';
+import { applyReloadedOptions, createListener } from './smtp/create-listener.js';
 import { startOutboxServer, type OutboxServer } from './smtp/outbox-server.js';
 import { RuntimeHolder, type Runtime } from './smtp/runtime.js';
 import { loadUsersFile } from './smtp/users-file.js';
@@ -222,8 +222,12 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
         retiredPools.add(old);
       }
       holder.replace(rebuilt.runtime);
-      // renewed certificates (the same files): new STARTTLS handshakes use them, sessions in TLS keep theirs
-      for (const [i, pair] of certificates.pairs.entries()) if (pair) servers[i]!.updateSecureContext(pair);
+      for (const [i, server] of servers.entries()) {
+        applyReloadedOptions(server, boundListen[i]!, rebuilt.runtime);
+        // renewed certificates (the same files): new STARTTLS handshakes use them, sessions in TLS keep theirs
+        const pair = certificates.pairs[i];
+        if (pair) server.updateSecureContext(pair);
+      }
       metrics.setDnsCacheStats(() => rebuilt.resolver.stats());
       metrics.setSigningDomains(rebuilt.runtime.keys.byFromDomain.keys());
       return { kind: 'ok', warnings: rebuilt.warnings };

@@ -68,6 +68,24 @@ function toLogReply(reply: SmtpReply): NextHopReply {
   return { code: reply.code, enhanced: reply.enhanced, text: reply.text };
 }
 
+/** The smtp-server options a reload changes: smtp-server reads them per connection (timeout) or per command. */
+function reloadableOptions(listener: ListenerConfig, rt: Runtime) {
+  const limits = rt.config.limits;
+  return {
+    size: limits.maxMessageSize,
+    maxClients: limits.maxClients,
+    socketTimeout: limits.socketTimeout * 1000,
+    // AUTH only where it can be used: with users, and after STARTTLS unless allow_insecure_auth
+    // (a listener without TLS would otherwise take passwords in clear text).
+    disabledCommands: offersAuth(listener, rt.users !== null) ? [] : ['AUTH'],
+  };
+}
+
+/** After a reload: new sessions see the new SIZE, max_clients, socket_timeout and whether AUTH is offered. */
+export function applyReloadedOptions(server: SMTPServer, listener: ListenerConfig, rt: Runtime): void {
+  Object.assign((server as unknown as { options: object }).options, reloadableOptions(listener, rt));
+}
+
 export function createListener(index: number, listener: ListenerConfig, deps: ListenerDeps): SMTPServer {
   installSmtpServerAdapter();
   // os.tmpdir() reads the environment on every call: once per listener is enough
@@ -414,17 +432,12 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     name: hostname(),
     banner: 'dkimgate',
     lmtp,
-    size: initial.config.limits.maxMessageSize,
-    maxClients: initial.config.limits.maxClients,
-    socketTimeout: initial.config.limits.socketTimeout * 1000,
+    ...reloadableOptions(listener, initial),
     hideSTARTTLS: !listener.tls,
     // Both are off by default in smtp-server: our replies carry RFC 3463/7372 codes, and DSN
     // parameters (RET, ENVID, NOTIFY, ORCPT) are passed to the next hop.
     hideENHANCEDSTATUSCODES: false,
     hideDSN: false,
-    // AUTH only where it can be used: with users, and after STARTTLS unless allow_insecure_auth
-    // (a listener without TLS would otherwise take passwords in clear text).
-    disabledCommands: offersAuth(listener, initial.users !== null) ? [] : ['AUTH'],
     authOptional: true,
     allowInsecureAuth: listener.allowInsecureAuth,
     disableReverseLookup: true,

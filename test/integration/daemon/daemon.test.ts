@@ -496,4 +496,19 @@ describe('SMTP AUTH', () => {
     const line = await messageLine(gate);
     expect(line.decisionReason).toBe('signing as example.com (user alice)');
   });
+
+  it('after a reload, new sessions see the new max_message_size (SIZE) and AUTH once a users_file is added', async () => {
+    const base = defaultConfig();
+    const gate = await startGate({ limits: { ...base.limits, maxMessageSize: 2000 }, listen: [{ ...DEFAULTS.items.listener, port: 0, allowInsecureAuth: true }] });
+    const big = Buffer.concat([BASIC_MESSAGE, Buffer.from(`${'x'.repeat(70)}\r\n`.repeat(30), 'latin1')]);
+    const before = await sendMail(gate.port, { data: big });
+    expect(before.ehlo.text).toMatch(/^250[- ]SIZE 2000\r?$/m);
+    expect(before.ehlo.text).not.toMatch(/AUTH/);
+    expect(before.final[0]?.text).toMatch(/^552 5\.3\.4 /);
+    expect(await gate.daemon.reload({ ...gate.config, usersFile: await usersFile(), limits: { ...gate.config.limits, maxMessageSize: 5000 } })).toMatchObject({ kind: 'ok' });
+    const after = await sendMail(gate.port, { data: big });
+    expect(after.ehlo.text).toMatch(/^250[- ]SIZE 5000\r?$/m);
+    expect(after.ehlo.text).toMatch(/^250[- ]AUTH /m);
+    expect(after.final[0]?.code).toBe(250);
+  });
 });
