@@ -213,6 +213,9 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
       if (JSON.stringify(current.listen) !== JSON.stringify(next.listen)) {
         rebuilt.warnings.push('listen changed: listeners are only re-bound at restart; the old ones keep serving');
       }
+      if (JSON.stringify(current.metrics) !== JSON.stringify(next.metrics)) {
+        rebuilt.warnings.push('metrics changed: the metrics listener is only re-bound at restart; the old one keeps serving');
+      }
       const caChanged = !equalBytes(holder.get().nextHopCa, rebuilt.runtime.nextHopCa);
       if (caChanged || JSON.stringify(current.nextHop) !== JSON.stringify(next.nextHop) || current.limits.nextHopTimeout !== next.limits.nextHopTimeout) {
         const old = pool;

@@ -511,4 +511,17 @@ describe('SMTP AUTH', () => {
     expect(after.ehlo.text).toMatch(/^250[- ]AUTH /m);
     expect(after.final[0]?.code).toBe(250);
   });
+
+  it('says at a reload that new listen or metrics addresses wait for a restart, and keeps serving on the old ones', async () => {
+    const gate = await startGate();
+    const moved = { ...gate.config, listen: [{ ...DEFAULTS.items.listener, port: 0, host: '::1' }], metrics: { host: '127.0.0.1', port: 0 } };
+    expect(await gate.daemon.reload(moved)).toEqual({
+      kind: 'ok',
+      warnings: [
+        'listen changed: listeners are only re-bound at restart; the old ones keep serving',
+        'metrics changed: the metrics listener is only re-bound at restart; the old one keeps serving',
+      ],
+    });
+    expect((await sendMail(gate.port, { data: BASIC_MESSAGE })).final[0]?.code).toBe(250);
+  });
 });
