@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
 import { BASIC_MESSAGE, rsaKey } from '../../helpers/dkim-test-kit.js';
 import { waitFor } from '../../helpers/daemon-harness.js';
-import { startNextHopServer } from '../../helpers/next-hop-server.js';
+import { startNextHopServer, type NextHopServerOptions, type RunningNextHop } from '../../helpers/next-hop-server.js';
 import { openUnlinkedSpools } from '../../helpers/spool-files.js';
 import { spawnServe, startServeProcess, stopAllServeProcesses, type StartedServe } from '../../helpers/serve-process.js';
 
@@ -40,6 +40,13 @@ async function sendMail(port: number, data: Buffer): Promise<Reply> {
 }
 
 const closers: Array<() => Promise<void>> = [];
+
+/** A next hop for one test, closed after it. */
+async function nextHop(options?: NextHopServerOptions): Promise<RunningNextHop> {
+  const hop = await startNextHopServer(options);
+  closers.push(() => hop.close());
+  return hop;
+}
 
 function serve(configPath: string): Promise<StartedServe> {
   return startServeProcess(configPath);
@@ -93,8 +100,7 @@ function hasSignature(data: Buffer): boolean {
 
 describe('dkimgate serve (a real process)', () => {
   it('refuses a broken configuration on SIGHUP, says so in the log, and keeps relaying mail', async () => {
-    const hop = await startNextHopServer();
-    closers.push(() => hop.close());
+    const hop = await nextHop();
     const configPath = join(dir, 'broken.yaml');
     await writeFile(configPath, configYaml(hop.port, ['example.com']));
     const served = await serve(configPath);
@@ -108,8 +114,7 @@ describe('dkimgate serve (a real process)', () => {
   });
 
   it('signs a newly configured domain after SIGHUP with a good configuration', async () => {
-    const hop = await startNextHopServer();
-    closers.push(() => hop.close());
+    const hop = await nextHop();
     const configPath = join(dir, 'good.yaml');
     await writeFile(configPath, configYaml(hop.port, ['example.com']));
     const served = await serve(configPath);
@@ -125,8 +130,7 @@ describe('dkimgate serve (a real process)', () => {
 
   it('finishes a transaction in flight on SIGTERM, exits 0, and then refuses new connections', async () => {
     // A next hop that answers end-of-data about a second late.
-    const delayed = await startNextHopServer({ onData: { kind: 'delay', ms: 1000 } });
-    closers.push(() => delayed.close());
+    const delayed = await nextHop({ onData: { kind: 'delay', ms: 1000 } });
     const hopPort = delayed.port;
 
     const configPath = join(dir, 'term.yaml');
@@ -158,8 +162,7 @@ describe('dkimgate serve (a real process)', () => {
     ['', false],
     [' (its connection from before a reload that moved next_hop)', true],
   ])('stops at drain_timeout even when the next hop never answers end-of-data%s: 451 to the client, logged ambiguous, exit 0', async (_name, reload) => {
-    const stuck = await startNextHopServer({ onData: { kind: 'delay', ms: 30_000 } });
-    closers.push(() => stuck.close());
+    const stuck = await nextHop({ onData: { kind: 'delay', ms: 30_000 } });
     const configPath = join(dir, 'drain.yaml');
     await writeFile(configPath, configYaml(stuck.port, ['example.com'], '', 'drain_timeout: 2'));
     const served = await serve(configPath);
@@ -168,8 +171,7 @@ describe('dkimgate serve (a real process)', () => {
     try {
       await waitFor(() => stuck.received.length > 0);
       if (reload) {
-        const other = await startNextHopServer();
-        closers.push(() => other.close());
+        const other = await nextHop();
         await writeFile(configPath, configYaml(other.port, ['example.com'], '', 'drain_timeout: 2'));
         served.child.kill('SIGHUP');
         await served.waitForLine((l) => l.msg === 'configuration reloaded', RELOAD_WAIT_MS);
@@ -189,8 +191,7 @@ describe('dkimgate serve (a real process)', () => {
   });
 
   it('stops at drain_timeout with a client stalled mid-DATA: 421 4.3.2 to it, nothing relayed, exit 0', async () => {
-    const hop = await startNextHopServer();
-    closers.push(() => hop.close());
+    const hop = await nextHop();
     const configPath = join(dir, 'stall.yaml');
     await writeFile(configPath, configYaml(hop.port, ['example.com'], '', 'drain_timeout: 2'));
     const served = await serve(configPath);
@@ -214,8 +215,7 @@ describe('dkimgate serve (a real process)', () => {
   });
 
   it('refuses to start, and a reload, with a spool_dir where no file can be created', async () => {
-    const hop = await startNextHopServer();
-    closers.push(() => hop.close());
+    const hop = await nextHop();
     const missing = join(dir, 'no-such-spool');
     const configPath = join(dir, 'spool-dir.yaml');
     await writeFile(configPath, configYaml(hop.port, ['example.com'], '', `spool_dir: "${missing}"`));
@@ -233,8 +233,7 @@ describe('dkimgate serve (a real process)', () => {
   });
 
   it('leaves no spool file behind when killed (kill -9) while relaying a spooled message', async () => {
-    const delayed = await startNextHopServer({ onData: { kind: 'delay', ms: 5000 } });
-    closers.push(() => delayed.close());
+    const delayed = await nextHop({ onData: { kind: 'delay', ms: 5000 } });
     const spoolDir = await mkdtemp(join(dir, 'spool-'));
     const configPath = join(dir, 'kill.yaml');
     await writeFile(configPath, configYaml(delayed.port, ['example.com'], '', `spill_threshold: 0, spool_dir: "${spoolDir}"`));
