@@ -442,6 +442,9 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     allowInsecureAuth: listener.allowInsecureAuth,
     disableReverseLookup: true,
     useXForward: true,
+    // The envelope is the next hop's to judge (it refuses what it cannot take, and we pass its reply on): refusing
+    // what Postfix accepts (user.@example.com, a..b@example.com) would bounce mail a content_filter already took.
+    lenientAddressParsing: true,
     proxyAllowed: (address: string) => matchCidrs(address, listenerRuntime(deps.runtime.get()).xforwardHosts),
     logger: false,
     onConnect(session, callback) {

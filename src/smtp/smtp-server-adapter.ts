@@ -22,11 +22,15 @@
 //    that loop was the largest single cost of relaying a 100 KB message (12 % of the daemon's busy CPU). Only the
 //    search changes; every decision (end of data, escape dot, bytes held back across chunks) is smtp-server's,
 //    and a differential test feeds random messages in random chunks to both.
+// 8. MAIL FROM and RCPT TO addresses kept as the client wrote them (envelope-path.ts): smtp-server's parser
+//    turns IDN A-labels into UTF-8 and cannot read a quoted local part with a space. Its checks still run (on the
+//    command with each quoted string replaced by a stand-in); only the address it returns is the client's.
 // Touches: SMTPConnection.prototype and SMTPStream.prototype of the smtp-server version we pin (checked by tests).
 
 import { PassThrough } from 'node:stream';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
+import { readEnvelopePath } from './envelope-path.js';
 import { REPLIES } from './reply-codes.js';
 
 const LEADING_CODE = /^([245]\.\d{1,3}\.\d{1,3}) (.*)$/s;
@@ -51,6 +55,7 @@ interface ConnectionInternals {
   send: Send;
   secure: boolean;
   _proxyCommandAllowed(command: string, option: string): boolean;
+  _parseAddressCommand(name: string, command: string): false | { address: string; args: unknown };
   _originalRemoteAddress: string;
   _server: { options: ProxyAllowedOption & { allowInsecureAuth?: boolean } };
 }
@@ -98,6 +103,13 @@ export function installSmtpServerAdapter(): void {
     const decide = this._server.options.proxyAllowed;
     if (command === 'XFORWARD' && decide) return originalAllowed.call(this, command, option) && decide(this._originalRemoteAddress);
     return originalAllowed.call(this, command, option);
+  };
+  const originalParseAddress = proto._parseAddressCommand;
+  proto._parseAddressCommand = function parseAddressCommand(this: ConnectionInternals, name, command) {
+    const path = readEnvelopePath(String(command ?? ''));
+    const parsed = originalParseAddress.call(this, name, path === null ? command : path.forParser);
+    if (parsed && path !== null) parsed.address = path.address;
+    return parsed;
   };
   const protoCommands = SMTPConnection.prototype as unknown as { _onCommand(this: HoldingConnection, command: Buffer, callback?: () => void): void };
   const originalOnCommand = protoCommands._onCommand;

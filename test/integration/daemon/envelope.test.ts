@@ -54,6 +54,31 @@ describe('envelope passthrough', () => {
   });
 });
 
+describe('addresses as the client wrote them', () => {
+  it('passes on IDN A-labels, quoted local parts with spaces and dots Postfix accepts, never a UTF-8 rewrite or a 501', async () => {
+    const gate = await harness.startGate(harness.config({ relayHosts: [] }));
+    const from = 'user@xn--bcher-kva.example';
+    const to = ['"john doe"@xn--mller-kva.example', 'user.@example.com', 'a..b@example.com', '"a@b"@example.org'];
+    const r = await sendMail(gate.port, { from, to, mailParams: 'BODY=8BITMIME', data: BASIC_MESSAGE });
+    // the dotted two are the next hop's to judge: this one (smtp-server, strict) refuses them, and its 501 is passed on
+    expect([r.mail.code, ...r.rcpts.map((x) => x.code)]).toEqual([250, 250, 501, 501, 250]);
+    expect(r.final[0]?.code).toBe(250);
+    const lines = gate.nextHop.commands.map((c) => c.line).filter((l) => /^(MAIL|RCPT) /.test(l));
+    expect(lines).toEqual([`MAIL FROM:<${from}> BODY=8BITMIME`, ...to.map((a) => `RCPT TO:<${a}>`)]);
+    // (no SMTPUTF8 was declared, and nothing needed it)
+    expect(gate.nextHop.messages[0]!.envelope.mailParams.SMTPUTF8).toBeUndefined();
+  });
+
+  it('still refuses a path that is not one (501), and relays nothing', async () => {
+    const gate = await harness.startGate(harness.config({ relayHosts: [] }));
+    for (const bad of ['a b@example.com', 'no-at-sign', '@example.com']) {
+      const r = await sendMail(gate.port, { to: [bad], data: BASIC_MESSAGE });
+      expect(r.rcpts[0]?.text).toMatch(/^501 5\.1\.3 /);
+    }
+    expect(gate.nextHop.received).toHaveLength(0);
+  });
+});
+
 describe('SMTPUTF8 towards a next hop that does not offer it', () => {
   const utf8Message = crlf('From: José <jose@example.test>\nSubject: utf8\n\nHola.\n');
 

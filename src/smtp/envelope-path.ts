@@ -1,0 +1,63 @@
+// The path of a MAIL FROM or RCPT TO command as the client wrote it, for smtp-server's address parser
+// (see smtp-server-adapter.ts), which would otherwise change or refuse addresses a filter must pass on:
+// it turns IDN A-labels into UTF-8 (user@xn--bcher-kva.example went to the next hop as user@bücher.example,
+// without SMTPUTF8) and splits the command at spaces, so a quoted local part with a space
+// ("john doe"@example.org, valid in RFC 5321 §4.1.2) was refused with 501.
+// Input: one untrusted command line; pure.
+
+export interface EnvelopePath {
+  /** The address between < and >, without a source route ("@relay:"), exactly as written. */
+  address: string;
+  /** The command for smtp-server's parser: each quoted string of the path replaced by a stand-in it accepts. */
+  forParser: string;
+}
+
+/** A stand-in for a quoted local part: smtp-server checks its syntax and length, and we keep the original. */
+const QUOTED_STAND_IN = '"q"';
+/** RFC 5321 §4.1.2 (A-d-l): a source route, which must be accepted and should be ignored. */
+const SOURCE_ROUTE = /^@[^\s,:@]+(?:,@[^\s,:@]+)*:/;
+
+/**
+ * Finds the <path> after the command's colon, honouring quoted strings (a ">" or space inside quotes is
+ * part of the address). Returns null when there is no well-formed path (control characters in a quoted
+ * string, an unclosed quote or bracket): smtp-server's parser then refuses the command as before.
+ */
+export function readEnvelopePath(command: string): EnvelopePath | null {
+  const colon = command.indexOf(':');
+  if (colon === -1) return null;
+  let open = colon + 1;
+  while (command[open] === ' ' || command[open] === '\t') open++;
+  if (command[open] !== '<') return null;
+  let forParser = command.slice(0, open + 1);
+  let i = open + 1;
+  for (;;) {
+    if (i >= command.length) return null;
+    const c = command.charCodeAt(i);
+    if (c === 0x3e /* > */) break;
+    if (c === 0x3c /* < */) return null;
+    if (c !== 0x22 /* " */) {
+      forParser += command[i];
+      i++;
+      continue;
+    }
+    // A quoted string: qtextSMTP or a quoted pair (RFC 5321 §4.1.2), UTF-8 allowed (RFC 6531), no controls.
+    let j = i + 1;
+    for (;;) {
+      if (j >= command.length) return null;
+      const q = command.charCodeAt(j);
+      if (q < 0x20 || q === 0x7f) return null;
+      if (q === 0x22) break;
+      if (q === 0x5c /* \ */) {
+        const next = command.charCodeAt(j + 1);
+        if (!(next >= 0x20 && next !== 0x7f)) return null;
+        j += 2;
+      } else {
+        j++;
+      }
+    }
+    forParser += QUOTED_STAND_IN;
+    i = j + 1;
+  }
+  const path = command.slice(open + 1, i);
+  return { address: path.replace(SOURCE_ROUTE, ''), forParser: forParser + command.slice(i) };
+}
