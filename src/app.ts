@@ -21,6 +21,7 @@ import { applyReloadedOptions, createListener } from './smtp/create-listener.js'
 import { startOutboxServer, type OutboxServer } from './smtp/outbox-server.js';
 import { RuntimeHolder, type Runtime } from './smtp/runtime.js';
 import { loadUsersFile } from './smtp/users-file.js';
+import { formatHostPort } from './config/address-syntax.js';
 
 export type RuntimeBuild = { kind: 'ok'; runtime: Runtime; resolver: DnsResolver; warnings: string[] } | { kind: 'error'; problems: string[] };
 
@@ -198,8 +199,8 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
       health: () => ({ ok: !draining, detail: { draining, inFlight, listeners: addresses.length } }),
     });
   }
-  for (const a of addresses) logger.info({ listener: `${a.protocol}://${a.host}:${a.port}` }, 'listening');
-  if (metricsServer) logger.info({ metrics: `http://${metricsServer.address.host}:${metricsServer.address.port}/metrics` }, 'metrics listening');
+  for (const a of addresses) logger.info({ listener: `${a.protocol}://${formatHostPort(a.host, a.port)}` }, 'listening');
+  if (metricsServer) logger.info({ metrics: `http://${formatHostPort(metricsServer.address.host, metricsServer.address.port)}/metrics` }, 'metrics listening');
 
   return {
     addresses,
@@ -292,7 +293,7 @@ function equalBytes(a: Buffer | null, b: Buffer | null): boolean {
 
 /** Starts the embedded next hop; null (and a warning) when its address is taken by something else. */
 async function startOutbox(config: Config, dir: string, logger: Logger): Promise<OutboxServer | null> {
-  const where = `${config.nextHop.host}:${config.nextHop.port}`;
+  const where = formatHostPort(config.nextHop.host, config.nextHop.port);
   try {
     const outbox = await startOutboxServer({
       host: config.nextHop.host,
@@ -302,7 +303,7 @@ async function startOutbox(config: Config, dir: string, logger: Logger): Promise
       maxMessageBytes: config.limits.maxMessageSize + config.limits.maxHeaderSize,
       logger,
     });
-    logger.info({ nextHop: `smtp://${outbox.address.host}:${outbox.address.port}`, outbox: dir }, `demo next hop listening: relayed mail is stored in ${dir}/`);
+    logger.info({ nextHop: `smtp://${formatHostPort(outbox.address.host, outbox.address.port)}`, outbox: dir }, `demo next hop listening: relayed mail is stored in ${dir}/`);
     return outbox;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;

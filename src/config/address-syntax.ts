@@ -107,6 +107,11 @@ function maskBytes(bytes: Uint8Array, prefix: number): Uint8Array {
 
 const HOST_LABEL = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
 
+/** "host:port" as an operator writes and a URL takes it: an IPv6 address in brackets ("[::1]:10027"). */
+export function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /** Checks a host to bind or connect to: an IP literal (no brackets) or a host name. Returns a problem or null. */
 export function checkHost(text: string): string | null {
   if (text.startsWith('[') && text.endsWith(']')) return 'write IPv6 addresses without brackets, e.g. ::1';

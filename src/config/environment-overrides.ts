@@ -6,6 +6,7 @@ import type { Config, ConfigProblem } from './config.js';
 import { decodeYaml } from './decode-yaml.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import type { ObjectNode, SchemaNode } from './schema-node.js';
+import { formatHostPort } from './address-syntax.js';
 
 /** Where environment problems say they come from (formatConfigProblem prints "environment: VAR: message"). */
 export const ENVIRONMENT_SOURCE = 'environment';
@@ -165,7 +166,7 @@ export function applyEnvironment(config: Config, env: Readonly<Record<string, st
   if (env.DKIMGATE_LISTEN !== undefined && problems.length === 0) {
     const seen = new Set<string>();
     for (const l of next.listen) {
-      const address = `${l.host}:${l.port}`;
+      const address = formatHostPort(l.host, l.port);
       if (l.port !== 0 && seen.has(address)) problem('DKIMGATE_LISTEN', `${address} is listed twice`);
       seen.add(address);
     }

@@ -7,6 +7,7 @@ import { decodeYaml } from './decode-yaml.js';
 import { checkIdentityInDomain } from './dkim-syntax.js';
 import { resolveSigningSelectors } from './resolve-signing-selectors.js';
 import { CONFIG_SCHEMA } from './schema.js';
+import { formatHostPort } from './address-syntax.js';
 
 export type ConfigParse =
   | {
@@ -80,7 +81,7 @@ export function parseConfigText(text: string, fileName: string): ConfigParse {
   const listenerAt = new Map<string, number>();
   config.listen.forEach((listener, index) => {
     if (listener.port === 0) return;
-    const address = `${listener.host}:${listener.port}`;
+    const address = formatHostPort(listener.host, listener.port);
     const earlier = listenerAt.get(address);
     if (earlier !== undefined) problem(`listen[${index}].port`, `listen[${earlier}] already listens on ${address}`);
     else listenerAt.set(address, index);

@@ -3,6 +3,7 @@
 
 import type { Config, ListenerConfig, SignCondition } from '../config/config.js';
 import { isAllowed } from './decide-signing.js';
+import { formatHostPort } from '../config/address-syntax.js';
 
 /** AUTH is offered only where it can be used: with users, and over TLS unless the listener allows it in clear. */
 export function offersAuth(listener: ListenerConfig, hasUsers: boolean): boolean {
@@ -37,7 +38,7 @@ export function signingReach(config: Config, fromDomain: string, signCondition: 
   });
   for (const listener of config.listen) {
     if (signCondition === 'can_relay') for (const cidr of listener.relayHosts ?? config.relayHosts) relayHosts.add(cidr);
-    if (offersAuth(listener, allowedUsers.length > 0)) authListeners.push(`${listener.host}:${listener.port}`);
+    if (offersAuth(listener, allowedUsers.length > 0)) authListeners.push(formatHostPort(listener.host, listener.port));
   }
   return { relayHosts: [...relayHosts], users: authListeners.length > 0 ? allowedUsers : [], authListeners };
 }

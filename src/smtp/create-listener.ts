@@ -27,6 +27,7 @@ import { connectFailureVerdict, commandFailureVerdict, dataFailureVerdict, refus
 import { receiveRefusalReply, REPLIES, replyError, type SmtpReplyValue } from './reply-codes.js';
 import type { Runtime, RuntimeHolder } from './runtime.js';
 import { installSmtpServerAdapter, type ProxyAllowedOption } from './smtp-server-adapter.js';
+import { formatHostPort } from '../config/address-syntax.js';
 
 export interface ListenerDeps {
   runtime: RuntimeHolder;
@@ -91,7 +92,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   // os.tmpdir() reads the environment on every call: once per listener is enough
   const systemTmpDir = tmpdir();
   const sessions = new Map<string, SessionState>();
-  const label = `${listener.protocol}://${listener.host}:${listener.port}`;
+  const label = `${listener.protocol}://${formatHostPort(listener.host, listener.port)}`;
   const lmtp = listener.protocol === 'lmtp';
   const initial = deps.runtime.get();
   const listenerRuntime = (rt: Runtime) => rt.listeners[index]!;

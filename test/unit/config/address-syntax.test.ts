@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkHost, formatIpBytes, parseCidr, parseDnsServer, parseIpBytes } from '../../../src/config/address-syntax.js';
+import { checkHost, formatHostPort, formatIpBytes, parseCidr, parseDnsServer, parseIpBytes } from '../../../src/config/address-syntax.js';
 
 describe('parseCidr', () => {
   it.each([
@@ -49,6 +49,18 @@ describe('IP address bytes', () => {
     const bytes = parseIpBytes(input);
     expect(bytes).not.toBeNull();
     expect(formatIpBytes(bytes ?? new Uint8Array())).toBe(text);
+  });
+});
+
+describe('formatHostPort', () => {
+  it.each([
+    ['127.0.0.1', 10027, '127.0.0.1:10027'],
+    ['::1', 10027, '[::1]:10027'],
+    ['2001:db8::25', 25, '[2001:db8::25]:25'],
+    ['::ffff:127.0.0.1', 9110, '[::ffff:127.0.0.1]:9110'],
+    ['relay.example', 587, 'relay.example:587'],
+  ])('writes %s port %i as %s (what a URL and curl take)', (host, port, text) => {
+    expect(formatHostPort(host, port)).toBe(text);
   });
 });
 
