@@ -1,19 +1,26 @@
 // Reads the message a command works on: a file, or stdin when no file (or "-") is given.
 // Touches: the file system or stdin; refuses input over the size limit.
 
-import { readFile } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { startsWithContinuation } from '../mail/header-fields.js';
 import { CliError } from './cli-error.js';
 
 /** A message larger than the daemon's default limit is refused here too. */
 export const MAX_INPUT_BYTES = 52_428_800;
+const LIMIT_NOTE = "the daemon's default max_message_size";
 
 export async function readMessage(file: string | undefined, stdin: NodeJS.ReadableStream): Promise<Buffer> {
   if (file !== undefined && file !== '-') {
     try {
-      const buf = await readFile(file);
-      if (buf.length > MAX_INPUT_BYTES) throw new CliError(`${file}: message of ${buf.length} bytes exceeds ${MAX_INPUT_BYTES}`);
-      return buf;
+      const handle = await open(file, 'r');
+      try {
+        // Sized before it is read: a file of gigabytes is refused without being loaded.
+        const { size } = await handle.stat();
+        if (size > MAX_INPUT_BYTES) throw new CliError(`${file}: message of ${size} bytes is over the limit of ${MAX_INPUT_BYTES} (${LIMIT_NOTE})`);
+        return await handle.readFile();
+      } finally {
+        await handle.close();
+      }
     } catch (err) {
       if (err instanceof CliError) throw err;
       const code = (err as NodeJS.ErrnoException).code;
@@ -26,7 +33,7 @@ export async function readMessage(file: string | undefined, stdin: NodeJS.Readab
   for await (const chunk of stdin) {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
     total += buf.length;
-    if (total > MAX_INPUT_BYTES) throw new CliError(`stdin: message exceeds ${MAX_INPUT_BYTES} bytes`);
+    if (total > MAX_INPUT_BYTES) throw new CliError(`stdin: message is over the limit of ${MAX_INPUT_BYTES} bytes (${LIMIT_NOTE})`);
     chunks.push(buf);
   }
   return Buffer.concat(chunks);

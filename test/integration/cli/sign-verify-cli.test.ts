@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, ftruncateSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -149,6 +149,25 @@ describe('dkimgate command-line errors', () => {
     expect(r.stderr).toMatch(message as RegExp);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
     expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it('refuses a message file over the size limit by its size, without reading it', async () => {
+    // sparse: 3 GiB on paper, nothing on disk (reading it whole was the old way: past 2 GiB Node refuses)
+    const huge = join(dir, 'huge.eml');
+    const fd = openSync(huge, 'w');
+    ftruncateSync(fd, 3 * 2 ** 30);
+    closeSync(fd);
+    const r = await runCli(['verify', huge]);
+    rmSync(huge);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`dkimgate verify: ${huge}: message of ${3 * 2 ** 30} bytes is over the limit of 52428800 (the daemon's default max_message_size)\n`);
+  });
+
+  it('refuses a message on stdin once it passes the size limit', async () => {
+    const r = await runCli(['sign', '--domain', 'example.com', '--selector', 's1', '--key', join(dir, 'keys', 'example.com', 's1.pem')], { input: Buffer.alloc(52428801, 'x') });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/^dkimgate sign: stdin: message is over the limit of 52428800 bytes/);
   });
 
   it.each([['verify'], ['sign'], ['keygen'], ['keycheck'], ['config', 'check'], ['serve']])('dkimgate %s --help prints usage and exits 0', async (...cmd) => {
