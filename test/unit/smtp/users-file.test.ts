@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadUsersFile, parseUsersFile, UsersFileError } from '../../../src/smtp/users-file.js';
+import { createUsersFile, loadUsersFile, parseUsersFile, UsersFileError } from '../../../src/smtp/users-file.js';
 
 let dir = '';
 let counter = 0;
@@ -134,6 +134,50 @@ describe('loadUsersFile', () => {
     const error = await failureOf(await usersFile(`a:x\nalice:${ALICE_HASH}\nb:$apr1$x$y\n`));
     expect(error.problems.map((p) => p.replace(/^.*:(\d+): .*$/, '$1'))).toEqual(['1', '3']);
     expect(error.message).toBe(error.problems.join('\n'));
+  });
+});
+
+describe('remembered logins', () => {
+  /** The users file of alice and bob, with bcrypt's real comparison counted and a clock the test moves. */
+  async function counted() {
+    const clock = { now: 1000 };
+    const calls = { n: 0 };
+    const records = [
+      { user: 'alice', hash: ALICE_HASH, domains: null },
+      { user: 'bob', hash: BOB_HASH, domains: null },
+    ];
+    const compare = (password: string, hash: string) => {
+      calls.n++;
+      return bcrypt.compare(password, hash);
+    };
+    return { users: await createUsersFile('users', records, { compare, nowMs: () => clock.now }), clock, calls };
+  }
+
+  it('runs bcrypt once for a password that verified, again after five minutes, and for every wrong one', async () => {
+    const { users, clock, calls } = await counted();
+    expect(await users.verifyPassword('alice', 'alice-secret')).toBe(true);
+    expect(await users.verifyPassword('alice', 'alice-secret')).toBe(true);
+    expect(calls.n).toBe(1);
+    expect(await users.verifyPassword('alice', 'wrong')).toBe(false);
+    expect(await users.verifyPassword('alice', 'wrong')).toBe(false);
+    expect(calls.n).toBe(3);
+    clock.now += 299_000;
+    expect(await users.verifyPassword('alice', 'alice-secret')).toBe(true);
+    expect(calls.n).toBe(3);
+    clock.now += 2_000;
+    expect(await users.verifyPassword('alice', 'alice-secret')).toBe(true);
+    expect(calls.n).toBe(4);
+  });
+
+  it('never lets a remembered password in for another user, an unknown one or a reloaded file', async () => {
+    const { users, calls } = await counted();
+    expect(await users.verifyPassword('alice', 'alice-secret')).toBe(true);
+    expect(await users.verifyPassword('bob', 'alice-secret')).toBe(false);
+    expect(await users.verifyPassword('mallory', 'alice-secret')).toBe(false);
+    expect(calls.n).toBe(3);
+    const reloaded = await counted();
+    expect(await reloaded.users.verifyPassword('alice', 'alice-secret')).toBe(true);
+    expect(reloaded.calls.n).toBe(1);
   });
 });
 
