@@ -20,7 +20,7 @@ const SOURCE_ROUTE = /^@[^\s,:@]+(?:,@[^\s,:@]+)*:/;
 /**
  * Finds the <path> after the command's colon, honouring quoted strings (a ">" or space inside quotes is
  * part of the address). Returns null when there is no well-formed path (control characters in a quoted
- * string, an unclosed quote or bracket): smtp-server's parser then refuses the command as before.
+ * string, an unclosed quote or bracket): smtp-server's parser then judges the command alone.
  */
 export function readEnvelopePath(command: string): EnvelopePath | null {
   const colon = command.indexOf(':');
@@ -28,7 +28,8 @@ export function readEnvelopePath(command: string): EnvelopePath | null {
   let open = colon + 1;
   while (command[open] === ' ' || command[open] === '\t') open++;
   if (command[open] !== '<') return null;
-  let forParser = command.slice(0, open + 1);
+  let forParser = '';
+  let copied = 0; // command[0, copied) is in forParser
   let i = open + 1;
   for (;;) {
     if (i >= command.length) return null;
@@ -36,7 +37,6 @@ export function readEnvelopePath(command: string): EnvelopePath | null {
     if (c === 0x3e /* > */) break;
     if (c === 0x3c /* < */) return null;
     if (c !== 0x22 /* " */) {
-      forParser += command[i];
       i++;
       continue;
     }
@@ -55,9 +55,10 @@ export function readEnvelopePath(command: string): EnvelopePath | null {
         j++;
       }
     }
-    forParser += QUOTED_STAND_IN;
+    forParser += command.slice(copied, i) + QUOTED_STAND_IN;
+    copied = j + 1;
     i = j + 1;
   }
   const path = command.slice(open + 1, i);
-  return { address: path.replace(SOURCE_ROUTE, ''), forParser: forParser + command.slice(i) };
+  return { address: path.replace(SOURCE_ROUTE, ''), forParser: copied === 0 ? command : forParser + command.slice(copied) };
 }
