@@ -18,6 +18,14 @@ const QUOTED_STAND_IN = '"q"';
 const SOURCE_ROUTE = /^@[^\s,:@]+(?:,@[^\s,:@]+)*:/;
 
 /**
+ * Characters no address may hold, quoted or not: C0 and C1 controls and invisible ones (smtp-server refuses the
+ * same set outside quotes, against log and header injection; its parser never sees what is inside them).
+ */
+function isUnsafe(code: number): boolean {
+  return code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x200b || code === 0x2060 || code === 0xfeff;
+}
+
+/**
  * Finds the <path> after the command's colon, honouring quoted strings (a ">" or space inside quotes is
  * part of the address). Returns null when there is no well-formed path (control characters in a quoted
  * string, an unclosed quote or bracket): smtp-server's parser then judges the command alone.
@@ -45,11 +53,10 @@ export function readEnvelopePath(command: string): EnvelopePath | null {
     for (;;) {
       if (j >= command.length) return null;
       const q = command.charCodeAt(j);
-      if (q < 0x20 || q === 0x7f) return null;
+      if (isUnsafe(q)) return null;
       if (q === 0x22) break;
       if (q === 0x5c /* \ */) {
-        const next = command.charCodeAt(j + 1);
-        if (!(next >= 0x20 && next !== 0x7f)) return null;
+        if (j + 1 >= command.length || isUnsafe(command.charCodeAt(j + 1))) return null;
         j += 2;
       } else {
         j++;

@@ -28,6 +28,9 @@ describe('readEnvelopePath', () => {
     ['a bracket inside the path', 'MAIL FROM:<a<b@example.com>'],
     ['a control character in a quoted string', 'MAIL FROM:<"a\tb"@example.com>'],
     ['a quoted pair of a control character', 'MAIL FROM:<"a\\\rb"@example.com>'],
+    ['a C1 control in a quoted string', 'MAIL FROM:<"a\u0085b"@example.com>'],
+    ['a zero-width space in a quoted string', 'RCPT TO:<"a\u200bb"@example.com>'],
+    ['a quoted pair at the very end', 'RCPT TO:<"a\\'],
   ])('leaves a command with %s to smtp-server (null)', (_name, command) => {
     expect(readEnvelopePath(command)).toBeNull();
   });
