@@ -471,6 +471,9 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         }
         // A failed attempt costs the client a second: brute force gets slow.
         setTimeout(() => callback(replyError(exhausted ? REPLIES.tooManyAuthFailures : REPLIES.badCredentials)), 1000);
+      }, (err: unknown) => {
+        deps.logger.error({ err, session: session.id }, 'AUTH: the password could not be checked');
+        callback(replyError(REPLIES.authUnavailable));
       });
     },
     onMailFrom,

@@ -43,6 +43,8 @@ export const REPLIES = {
   noAcceptableSignature: reply(550, '5.7.21', 'no acceptable DKIM signature found'),
   noAlignedSignature: reply(550, '5.7.22', 'no valid author-matched DKIM signature found'),
   badCredentials: reply(535, '5.7.8', 'authentication credentials invalid'),
+  /** RFC 4954 §6: the password could not be checked (the bcrypt thread failed); the client may try again. */
+  authUnavailable: reply(454, '4.7.0', 'temporary authentication failure'),
   authNeedsTls: reply(538, '5.7.11', 'encryption required for requested authentication mechanism'),
   proxyNotAllowed: reply(550, '5.7.1', 'XFORWARD not allowed from this client'),
   domainNotAllowed: reply(550, '5.7.1', 'not allowed to send as this domain'),

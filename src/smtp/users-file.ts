@@ -4,6 +4,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import bcrypt from 'bcryptjs';
+import { compareOnBcryptThread } from './bcrypt-thread.js';
 
 /**
  * File format, one user a line:
@@ -28,7 +29,7 @@ export interface UsersFile {
   /**
    * Whether `password` is the user's. Unknown users run a bcrypt comparison too (against a dummy hash
    * of the file's most common cost), so the time taken does not reveal which users exist. As with every
-   * bcrypt, only the first 72 bytes of the password count.
+   * bcrypt, only the first 72 bytes of the password count. Rejects only when the bcrypt thread fails.
    */
   verifyPassword(user: string, password: string): Promise<boolean>;
 }
@@ -139,7 +140,7 @@ export function parseUsersFile(text: string, path: string): UsersFileParse {
 }
 
 export interface UsersFileOptions {
-  /** bcrypt's comparison (a test counts the calls); bcryptjs's by default. */
+  /** bcrypt's comparison (a test counts the calls); bcryptjs's on the helper thread by default. */
   compare?: (password: string, hash: string) => Promise<boolean>;
   /** Monotonic clock in ms, for the remembered logins. */
   nowMs?: () => number;
@@ -147,7 +148,7 @@ export interface UsersFileOptions {
 
 /** Builds the lookup from parsed records (also for tests); computes the dummy hash for unknown users. */
 export async function createUsersFile(path: string, records: readonly UserRecord[], opts: UsersFileOptions = {}): Promise<UsersFile> {
-  const compare = opts.compare ?? ((password: string, hash: string) => bcrypt.compare(password, hash));
+  const compare = opts.compare ?? compareOnBcryptThread;
   const nowMs = opts.nowMs ?? (() => performance.now());
   const hashes = new Map<string, string>();
   const allowed = new Map<string, readonly string[]>();
