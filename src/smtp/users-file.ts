@@ -4,6 +4,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import bcrypt from 'bcryptjs';
+import { LruCache } from '../dns/lru-cache.js';
 import { compareOnBcryptThread } from './bcrypt-thread.js';
 
 /**
@@ -61,9 +62,9 @@ const MAX_USER_CHARS = 255;
 const DEFAULT_COST = 10;
 /**
  * A password that verified is remembered this long (as an HMAC under a key made at load): a client that
- * authenticates on every connection then costs one bcrypt per interval, not one per session (bcryptjs runs
- * on the main thread: 74 ms of CPU at cost 10, 290 ms at cost 12). Failures are never remembered, so a
- * guess costs a full bcrypt every time; a reload starts from nothing.
+ * authenticates on every connection then costs one bcrypt per interval, not one per session (74 ms of CPU
+ * at cost 10, 290 ms at cost 12). Failures are never remembered, so a guess costs a full bcrypt every time;
+ * a reload starts from nothing.
  */
 const VERIFIED_TTL_MS = 5 * 60_000;
 const VERIFIED_MAX = 4096;
@@ -165,8 +166,8 @@ export async function createUsersFile(path: string, records: readonly UserRecord
   const dummyHash = await bcrypt.hash(randomBytes(16).toString('base64'), cost);
   const users = Object.freeze(records.map((r) => r.user));
   const secret = randomBytes(32);
-  /** HMAC of "user NUL password" -> when it stops counting; in insertion order, so the first is the oldest. */
-  const verified = new Map<string, number>();
+  /** HMACs of "user NUL password" that verified. */
+  const verified = new LruCache<true>({ capacity: VERIFIED_MAX, nowMs });
   return Object.freeze({
     path,
     users,
@@ -179,17 +180,9 @@ export async function createUsersFile(path: string, records: readonly UserRecord
       }
       // (a user name holds no NUL, so "user NUL password" is unambiguous)
       const key = createHmac('sha256', secret).update(user).update('\0').update(password).digest('base64');
-      const until = verified.get(key);
-      if (until !== undefined) {
-        verified.delete(key);
-        if (until > nowMs()) {
-          verified.set(key, until);
-          return true;
-        }
-      }
+      if (verified.get(key)) return true;
       if (!(await compare(password, hash))) return false;
-      if (verified.size >= VERIFIED_MAX) verified.delete(verified.keys().next().value as string);
-      verified.set(key, nowMs() + VERIFIED_TTL_MS);
+      verified.set(key, true, VERIFIED_TTL_MS);
       return true;
     },
   });
