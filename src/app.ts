@@ -52,6 +52,7 @@ export async function buildRuntime(config: Config): Promise<RuntimeBuild> {
   if (config.usersFile) {
     try {
       users = await loadUsersFile(config.usersFile);
+      warnings.push(...users.warnings);
     } catch (err) {
       problems.push((err as Error).message);
     }

@@ -27,6 +27,8 @@ export interface UsersFile {
   readonly users: readonly string[];
   /** The users with a domains field -> those domains; users without one are absent (not limited). */
   readonly allowedDomainsByUser: ReadonlyMap<string, readonly string[]>;
+  /** What an operator should know about the file (e.g. a bcrypt cost that makes every AUTH slow). */
+  readonly warnings: readonly string[];
   /**
    * Whether `password` is the user's. Unknown users run a bcrypt comparison too (against a dummy hash
    * of the file's most common cost), so the time taken does not reveal which users exist. As with every
@@ -60,6 +62,13 @@ const DOMAIN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](
 const BAD_USER_CHARS = /[\x00-\x20\x7f]/;
 const MAX_USER_CHARS = 255;
 const DEFAULT_COST = 10;
+/** bcrypt's alphabet (its own base64), for the dummy hash's digest part. */
+const BCRYPT_ALPHABET = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+/**
+ * Costs above this get a warning at load: bcryptjs needs about 74 ms of CPU per comparison at cost 10 here,
+ * doubling with each step (0.6 s at 13, 9 s at 17), and comparisons take turns on one helper thread.
+ */
+const SLOW_COST = 12;
 /**
  * A password that verified is remembered this long (as an HMAC under a key made at load): a client that
  * authenticates on every connection then costs one bcrypt per interval, not one per session (74 ms of CPU
@@ -163,7 +172,14 @@ export async function createUsersFile(path: string, records: readonly UserRecord
   let cost = DEFAULT_COST;
   let best = 0;
   for (const [c, n] of costCounts) if (n > best || (n === best && c > cost)) [cost, best] = [c, n];
-  const dummyHash = await bcrypt.hash(randomBytes(16).toString('base64'), cost);
+  // A comparison's time depends on the cost alone, so the dummy need not be the hash of anything: a fresh salt
+  // and a random digest. Hashing one here cost the main thread as long as an AUTH (seconds at high costs) at
+  // every start and reload.
+  const dummyHash = bcrypt.genSaltSync(cost) + Array.from(randomBytes(31), (b) => BCRYPT_ALPHABET[b & 63]).join('');
+  const warnings = [...costCounts.keys()]
+    .filter((c) => c > SLOW_COST)
+    .sort((a, b) => a - b)
+    .map((c) => slowCostWarning(path, c, records.filter((r) => Number(r.hash.slice(4, 6)) === c).map((r) => r.user)));
   const users = Object.freeze(records.map((r) => r.user));
   const secret = randomBytes(32);
   /** HMACs of "user NUL password" that verified. */
@@ -172,6 +188,7 @@ export async function createUsersFile(path: string, records: readonly UserRecord
     path,
     users,
     allowedDomainsByUser: allowed,
+    warnings: Object.freeze(warnings),
     async verifyPassword(user: string, password: string): Promise<boolean> {
       const hash = hashes.get(user);
       if (hash === undefined) {
@@ -186,6 +203,15 @@ export async function createUsersFile(path: string, records: readonly UserRecord
       return true;
     },
   });
+}
+
+function slowCostWarning(path: string, cost: number, users: string[]): string {
+  const seconds = (0.074 * 2 ** (cost - 10)).toPrecision(2);
+  const who = users.length <= 3 ? users.map((u) => `"${u}"`).join(', ') : `${users.length} users`;
+  return (
+    `users file ${path}: bcrypt cost ${cost} (${who}) takes about ${seconds} s of CPU per AUTH not remembered from ` +
+    `the last 5 minutes, and AUTHs wait their turn on one helper thread; costs up to ${SLOW_COST} are usual for SMTP (htpasswd -B -C ${SLOW_COST} FILE USER)`
+  );
 }
 
 function checkHash(hash: string, user: string, path: string): string | null {

@@ -137,6 +137,45 @@ describe('loadUsersFile', () => {
   });
 });
 
+describe('bcrypt cost', () => {
+  /** A well-formed bcrypt hash of `cost` (of no known password: only its shape matters here). */
+  const hashOfCost = (cost: number) => `$2y$${String(cost).padStart(2, '0')}$${'abcdefghijklmnopqrstuvwxyz./0123456789ABCDEFGHIJKLMNO'.slice(0, 53)}`;
+
+  it('loads at once whatever the cost: unknown users are compared with a dummy of the usual cost, not a hash made at load', async () => {
+    // cost 20 is a million rounds: hashing a dummy at load would take over a minute of CPU
+    const records = ['a', 'b', 'c'].map((user) => ({ user, hash: hashOfCost(20), domains: null }));
+    const seen: string[] = [];
+    const users = await createUsersFile('users', [...records, { user: 'd', hash: hashOfCost(5), domains: null }], {
+      compare: async (_password, hash) => {
+        seen.push(hash);
+        return false;
+      },
+    });
+    expect(await users.verifyPassword('nobody', 'x')).toBe(false);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatch(/^\$2[aby]\$20\$[./A-Za-z0-9]{53}$/);
+    expect(records.map((r) => r.hash)).not.toContain(seen[0]);
+  });
+
+  it('compares unknown users for real against the dummy: false, never an error', async () => {
+    const users = await createUsersFile('users', [{ user: 'alice', hash: ALICE_HASH, domains: null }]);
+    expect(await users.verifyPassword('nobody', 'alice-secret')).toBe(false);
+  });
+
+  it('warns about costs above 12, naming the users and the time each AUTH takes', async () => {
+    const users = await createUsersFile('/etc/dkimgate/users', [
+      { user: 'alice', hash: hashOfCost(14), domains: null },
+      { user: 'bob', hash: hashOfCost(12), domains: null },
+      ...['c', 'd', 'e', 'f'].map((user) => ({ user, hash: hashOfCost(17), domains: null })),
+    ]);
+    expect(users.warnings).toEqual([
+      'users file /etc/dkimgate/users: bcrypt cost 14 ("alice") takes about 1.2 s of CPU per AUTH not remembered from the last 5 minutes, and AUTHs wait their turn on one helper thread; costs up to 12 are usual for SMTP (htpasswd -B -C 12 FILE USER)',
+      'users file /etc/dkimgate/users: bcrypt cost 17 (4 users) takes about 9.5 s of CPU per AUTH not remembered from the last 5 minutes, and AUTHs wait their turn on one helper thread; costs up to 12 are usual for SMTP (htpasswd -B -C 12 FILE USER)',
+    ]);
+    expect((await createUsersFile('users', [{ user: 'bob', hash: hashOfCost(12), domains: null }])).warnings).toEqual([]);
+  });
+});
+
 describe('remembered logins', () => {
   /** The users file of alice and bob, with bcrypt's real comparison counted and a clock the test moves. */
   async function counted() {
