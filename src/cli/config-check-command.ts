@@ -13,6 +13,7 @@ import { resolveSigningSelectors } from '../config/resolve-signing-selectors.js'
 import { parseZoneFile } from '../dns/zone-file.js';
 import { spoolDirProblem } from '../pipeline/body-spool.js';
 import { KeyLoadError, loadPrivateKey, type LoadedKey } from '../keys/load-private-key.js';
+import { loadUsersFile, UsersFileError } from '../smtp/users-file.js';
 import { EXIT_OK, EXIT_USAGE, UsageError, type CommandRunner } from './cli-error.js';
 import { DEFAULT_CONFIG_PATH } from './config-option.js';
 
@@ -122,7 +123,16 @@ export async function checkReferencedFiles(
     await checkReadable(listener.tls.key, `listen[${index}].tls.key`, 'TLS key');
     await checkReadable(listener.tls.cert, `listen[${index}].tls.cert`, 'TLS certificate');
   }
-  if (config.usersFile !== null) await checkReadable(config.usersFile, 'users_file', 'users file');
+  if (config.usersFile !== null && (await checkReadable(config.usersFile, 'users_file', 'users file'))) {
+    // parsed as the daemon parses it: a plain-text password or a stray line must not pass here and stop the start
+    try {
+      const users = await loadUsersFile(config.usersFile);
+      for (const warning of users.warnings) warnings.push(at('users_file', warning));
+    } catch (error) {
+      if (!(error instanceof UsersFileError)) throw error;
+      for (const problem of error.problems) problems.push(at('users_file', problem));
+    }
+  }
   if (config.limits.spoolDir !== null) {
     // as the user running the check: the daemon's user may still differ
     const spoolProblem = await spoolDirProblem(config.limits.spoolDir);
@@ -143,16 +153,19 @@ export async function checkReferencedFiles(
   }
   return { problems, warnings };
 
-  async function checkReadable(path: string, keyPath: string, what: string): Promise<void> {
+  /** Whether `path` is a readable regular file; a problem is recorded when not. */
+  async function checkReadable(path: string, keyPath: string, what: string): Promise<boolean> {
     try {
       const info = await stat(path);
       if (!info.isFile()) {
         problems.push(at(keyPath, `${what} ${path} is not a regular file`));
-        return;
+        return false;
       }
       await access(path, constants.R_OK);
+      return true;
     } catch (error) {
       problems.push(at(keyPath, `${what} ${path}: ${describeReadError(error)}`));
+      return false;
     }
   }
 }

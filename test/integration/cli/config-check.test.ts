@@ -160,6 +160,22 @@ describe('dkimgate config check', () => {
     ]);
   });
 
+  it('parses the users file as the daemon does: a line it would refuse fails the check, a slow cost warns', async () => {
+    const users = join(dir, `users-${++counter}.htpasswd`);
+    await writeFile(users, `alice:${'$2y$05$' + 'a'.repeat(53)}\nbob:plain-text-password\n`, { mode: 0o600 });
+    const { path } = await configFile(`users_file: ${users}\n`);
+    const refused = await check(['--config', path]);
+    expect([refused.status, refused.stderr]).toEqual([
+      2,
+      `${path}:1: users_file: ${users}:2: user "bob" has no bcrypt hash (plain text or an unknown scheme); only bcrypt hashes ($2y$, $2b$, $2a$) are accepted: recreate it with: htpasswd -B ${users} bob\n`,
+    ]);
+
+    await writeFile(users, `alice:${'$2y$14$' + 'a'.repeat(53)}\n`);
+    const slow = await check(['--config', path]);
+    expect(slow.status).toBe(0);
+    expect(slow.stderr).toMatch(new RegExp(`^${path}:1: users_file: .*bcrypt cost 14 \\("alice"\\) takes about 1\\.2 s of CPU per AUTH`));
+  });
+
   it('reports a spool_dir where no file can be created', async () => {
     const { path } = await configFile(`limits:\n  spool_dir: ${join(dir, 'no-such-spool')}\n`);
     const result = await check(['--config', path]);
