@@ -4,9 +4,8 @@
 
 import { readFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
-import { createSecureContext } from 'node:tls';
 import type { SMTPServer } from 'smtp-server';
-import type { Config, ListenerConfig } from './config/config.js';
+import type { Config } from './config/config.js';
 import { resolveSigningSelectors } from './config/resolve-signing-selectors.js';
 import { createDnsResolver, loadZoneFiles, type DnsResolver } from './dns/create-dns-resolver.js';
 import { loadKeyStore } from './keys/key-store.js';
@@ -18,6 +17,7 @@ import { spoolDirProblem } from './pipeline/body-spool.js';
 import { compileCidrs } from './policy/client-identity.js';
 import { createNextHopPool, type NextHopPool } from './relay/next-hop-pool.js';
 import { applyReloadedOptions, createListener } from './smtp/create-listener.js';
+import { readListenerCertificates, type CertificateFinding } from './smtp/listener-certificates.js';
 import { startOutboxServer, type OutboxServer } from './smtp/outbox-server.js';
 import { RuntimeHolder, type Runtime } from './smtp/runtime.js';
 import { loadUsersFile } from './smtp/users-file.js';
@@ -134,8 +134,10 @@ export interface DaemonOptions {
 
 export async function startDaemon(config: Config, logger: Logger, options: DaemonOptions = {}): Promise<Daemon> {
   const built = await buildRuntime(config);
-  if (built.kind === 'error') throw new StartupError(built.problems);
-  for (const w of built.warnings) logger.warn(w);
+  const certificates = await readListenerCertificates(config.listen);
+  const startProblems = [...(built.kind === 'error' ? built.problems : []), ...(certificates.kind === 'error' ? certificates.problems.map(describeFinding) : [])];
+  if (built.kind === 'error' || certificates.kind === 'error') throw new StartupError(startProblems);
+  for (const w of [...built.warnings, ...certificates.warnings.map(describeFinding)]) logger.warn(w);
   const outbox = options.outboxDir === undefined ? null : await startOutbox(config, options.outboxDir, logger);
   // Only the embedded next hop's address can differ from next_hop: it may have been asked for port 0.
   const nextHopAddress = (next: Config) => outbox?.address ?? { host: next.nextHop.host, port: next.nextHop.port };
@@ -174,7 +176,7 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
   const addresses: Daemon['addresses'] = [];
   try {
     for (const [i, l] of config.listen.entries()) {
-      const server = createListener(i, l, deps);
+      const server = createListener(i, l, deps, certificates.pairs[i] ?? null);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen(l.port, l.host, LISTEN_BACKLOG, () => {
@@ -210,7 +212,8 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
       const rebuilt = await buildRuntime(next);
       if (rebuilt.kind === 'error') return rebuilt;
       const certificates = await readListenerCertificates(boundListen);
-      if (certificates.kind === 'error') return certificates;
+      if (certificates.kind === 'error') return { kind: 'error', problems: certificates.problems.map(describeFinding) };
+      rebuilt.warnings.push(...certificates.warnings.map(describeFinding));
       const current = holder.get().config;
       if (JSON.stringify(current.listen) !== JSON.stringify(next.listen)) {
         rebuilt.warnings.push('listen changed: listeners are only re-bound at restart; the old ones keep serving');
@@ -267,25 +270,9 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
   };
 }
 
-type CertificateReload = { kind: 'ok'; pairs: ({ key: Buffer; cert: Buffer } | null)[] } | { kind: 'error'; problems: string[] };
-
-/** Each listener's key and certificate read again and checked as a pair; a problem refuses the reload. */
-async function readListenerCertificates(listen: readonly ListenerConfig[]): Promise<CertificateReload> {
-  const problems: string[] = [];
-  const pairs = await Promise.all(
-    listen.map(async (l, i) => {
-      if (!l.tls) return null;
-      try {
-        const pair = { key: await readFile(l.tls.key), cert: await readFile(l.tls.cert) };
-        createSecureContext(pair); // throws for unparsable PEM or a key that is not the certificate's
-        return pair;
-      } catch (err) {
-        problems.push(`listen[${i}].tls (${l.tls.cert}, ${l.tls.key}): ${(err as Error).message}`);
-        return null;
-      }
-    }),
-  );
-  return problems.length > 0 ? { kind: 'error', problems } : { kind: 'ok', pairs };
+/** "listen[0].tls.key: TLS key …": how start and reload report a certificate finding. */
+function describeFinding(finding: CertificateFinding): string {
+  return `${finding.keyPath}: ${finding.message}`;
 }
 
 function equalBytes(a: Buffer | null, b: Buffer | null): boolean {

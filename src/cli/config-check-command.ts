@@ -13,6 +13,7 @@ import { resolveSigningSelectors } from '../config/resolve-signing-selectors.js'
 import { parseZoneFile } from '../dns/zone-file.js';
 import { spoolDirProblem } from '../pipeline/body-spool.js';
 import { KeyLoadError, loadPrivateKey, type LoadedKey } from '../keys/load-private-key.js';
+import { readListenerCertificates } from '../smtp/listener-certificates.js';
 import { loadUsersFile, UsersFileError } from '../smtp/users-file.js';
 import { EXIT_OK, EXIT_USAGE, UsageError, type CommandRunner } from './cli-error.js';
 import { DEFAULT_CONFIG_PATH } from './config-option.js';
@@ -118,10 +119,11 @@ export async function checkReferencedFiles(
     }
   }
 
-  for (const [index, listener] of config.listen.entries()) {
-    if (listener.tls === null) continue;
-    await checkReadable(listener.tls.key, `listen[${index}].tls.key`, 'TLS key');
-    await checkReadable(listener.tls.cert, `listen[${index}].tls.cert`, 'TLS certificate');
+  // read and paired as the daemon does at start: a readable file that is no certificate must not pass
+  const certificates = await readListenerCertificates(config.listen);
+  const certificateFindings = certificates.kind === 'error' ? problems : warnings;
+  for (const finding of certificates.kind === 'error' ? certificates.problems : certificates.warnings) {
+    certificateFindings.push(at(finding.keyPath, finding.message));
   }
   if (config.usersFile !== null && (await checkReadable(config.usersFile, 'users_file', 'users file'))) {
     // parsed as the daemon parses it: a plain-text password or a stray line must not pass here and stop the start

@@ -4,7 +4,6 @@
 // received, signed or verified, relayed, and answered with the next hop's end-of-data reply.
 // Input: untrusted SMTP clients; trusts XFORWARD only from xforward_hosts, AUTH only via users_file.
 
-import { readFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 import { removeFields } from '../auth-results/remove-auth-results.js';
@@ -27,6 +26,7 @@ import { connectFailureVerdict, commandFailureVerdict, dataFailureVerdict, refus
 import { receiveRefusalReply, REPLIES, replyError, type SmtpReplyValue } from './reply-codes.js';
 import type { Runtime, RuntimeHolder } from './runtime.js';
 import { installSmtpServerAdapter, type ProxyAllowedOption } from './smtp-server-adapter.js';
+import type { CertificatePair } from './listener-certificates.js';
 import { formatHostPort } from '../config/address-syntax.js';
 
 export interface ListenerDeps {
@@ -87,7 +87,8 @@ export function applyReloadedOptions(server: SMTPServer, listener: ListenerConfi
   Object.assign((server as unknown as { options: object }).options, reloadableOptions(listener, rt));
 }
 
-export function createListener(index: number, listener: ListenerConfig, deps: ListenerDeps): SMTPServer {
+/** `certificate`: the listener's STARTTLS pair as read and checked at start (null: no STARTTLS). */
+export function createListener(index: number, listener: ListenerConfig, deps: ListenerDeps, certificate: CertificatePair | null): SMTPServer {
   installSmtpServerAdapter();
   // os.tmpdir() reads the environment on every call: once per listener is enough
   const systemTmpDir = tmpdir();
@@ -100,7 +101,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     const l = deps.runtime.get().config.limits;
     return { maxFailures: l.maxAuthFailures, windowSec: l.authFailureWindow };
   });
-  const tls = listener.tls ? { key: readFileSync(listener.tls.key), cert: readFileSync(listener.tls.cert) } : {};
+  const tls = certificate ?? {};
 
   const stateOf = (session: SMTPServerSession): SessionState => {
     let state = sessions.get(session.id);
@@ -434,7 +435,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     banner: 'dkimgate',
     lmtp,
     ...reloadableOptions(listener, initial),
-    hideSTARTTLS: !listener.tls,
+    hideSTARTTLS: certificate === null,
     // Both are off by default in smtp-server: our replies carry RFC 3463/7372 codes, and DSN
     // parameters (RET, ENVID, NOTIFY, ORCPT) are passed to the next hop.
     hideENHANCEDSTATUSCODES: false,

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError, type CliIo } from '../../../src/cli/cli-error.js';
 import { runConfigCheck } from '../../../src/cli/config-check-command.js';
 import { runKeygen } from '../../../src/cli/keygen-command.js';
+import { createSelfSignedCertificate } from '../../helpers/next-hop-server.js';
 
 const EXAMPLE = new URL('../../../config/dkimgate.example.yaml', import.meta.url).pathname;
 const CLI = new URL('../../../dist/cli.js', import.meta.url).pathname;
@@ -174,6 +175,24 @@ describe('dkimgate config check', () => {
     const slow = await check(['--config', path]);
     expect(slow.status).toBe(0);
     expect(slow.stderr).toMatch(new RegExp(`^${path}:1: users_file: .*bcrypt cost 14 \\("alice"\\) takes about 1\\.2 s of CPU per AUTH`));
+  });
+
+  it('reads the TLS files as the daemon does: a readable file that is no certificate fails the check', async () => {
+    const [served, other] = [await createSelfSignedCertificate(), await createSelfSignedCertificate()];
+    const tls = { key: join(dir, `tls-key-${++counter}.pem`), cert: join(dir, `tls-cert-${counter}.pem`) };
+    await writeFile(tls.key, other.key, { mode: 0o600 });
+    await writeFile(tls.cert, served.key); // the key where the certificate belongs
+    const { path } = await configFile(`listen:\n  - port: 2525\n    tls: { key: ${tls.key}, cert: ${tls.cert} }\n`);
+    const swapped = await check(['--config', path]);
+    expect([swapped.status, swapped.stderr]).toEqual([2, `${path}:3: listen[0].tls.cert: TLS certificate ${tls.cert} holds a private key, not a certificate\n`]);
+    await writeFile(tls.cert, served.cert);
+    const mismatched = await check(['--config', path]);
+    expect([mismatched.status, mismatched.stderr]).toEqual([
+      2,
+      `${path}:3: listen[0].tls.key: TLS key ${tls.key} is not the private key of certificate ${tls.cert} (one renewed without the other?)\n`,
+    ]);
+    await writeFile(tls.key, served.key);
+    expect((await check(['--config', path])).status).toBe(0);
   });
 
   it('reports a spool_dir where no file can be created', async () => {

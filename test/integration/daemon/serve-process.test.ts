@@ -232,6 +232,22 @@ describe('dkimgate serve (a real process)', () => {
     expect((await sendMail(served.port, fromDomain('example.com'))).code).toBe(250);
   });
 
+  it('refuses to start with a STARTTLS certificate it cannot serve, naming the file and the fault', async () => {
+    const hop = await nextHop();
+    const tls = { key: join(dir, 'tls-key.pem'), cert: join(dir, 'tls-cert.pem') };
+    await writeFile(tls.key, key.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    await writeFile(tls.cert, 'not a certificate\n');
+    const configPath = join(dir, 'tls-files.yaml');
+    const yaml = configYaml(hop.port, ['example.com']).replace('protocol: smtp }', `protocol: smtp, tls: { key: "${tls.key}", cert: "${tls.cert}" } }`);
+    expect(yaml).toContain('tls-cert.pem');
+    await writeFile(configPath, yaml);
+    const failed = spawnServe(['--config', configPath]);
+    expect(await failed.exited).toBe(1);
+    expect(failed.stderr()).toBe(
+      `dkimgate serve: cannot start: listen[0].tls.cert: TLS certificate ${tls.cert} is not a PEM certificate (no readable "-----BEGIN CERTIFICATE-----" block)\n`,
+    );
+  });
+
   it('leaves no spool file behind when killed (kill -9) while relaying a spooled message', async () => {
     const delayed = await nextHop({ onData: { kind: 'delay', ms: 5000 } });
     const spoolDir = await mkdtemp(join(dir, 'spool-'));

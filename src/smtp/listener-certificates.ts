@@ -1,0 +1,89 @@
+// The listeners' STARTTLS key and certificate files: read and checked as a pair the same way at start, at reload and
+// by `config check`, with what is wrong said per file (OpenSSL's own words, "PEM routines::no start line", name
+// neither file nor fix). Touches: the files named by listen[].tls (read only). Never prints key material.
+
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
+import type { ListenerConfig } from '../config/config.js';
+import { describeReadError } from '../config/load-config.js';
+
+export type CertificatePair = { key: Buffer; cert: Buffer };
+
+/** A finding about one config key: `listen[N].tls.key` or `listen[N].tls.cert`. */
+export type CertificateFinding = { keyPath: string; message: string };
+
+export type CertificatesRead =
+  | { kind: 'ok'; pairs: (CertificatePair | null)[]; warnings: CertificateFinding[] }
+  | { kind: 'error'; problems: CertificateFinding[] };
+
+/** Each listener's pair (null for a listener without tls), or every problem found; warnings name expired certificates. */
+export async function readListenerCertificates(listen: readonly ListenerConfig[], nowMs: number = Date.now()): Promise<CertificatesRead> {
+  const problems: CertificateFinding[] = [];
+  const warnings: CertificateFinding[] = [];
+  const pairs = await Promise.all(
+    listen.map(async (listener, index): Promise<CertificatePair | null> => {
+      if (!listener.tls) return null;
+      const at = `listen[${index}].tls`;
+      const { key: keyPath, cert: certPath } = listener.tls;
+      const [key, cert] = await Promise.all([readPem(keyPath, `${at}.key`, 'TLS key'), readPem(certPath, `${at}.cert`, 'TLS certificate')]);
+      if (key === null || cert === null) return null;
+      const problem = pairProblem({ key, cert }, keyPath, certPath);
+      if (problem !== null) {
+        problems.push({ keyPath: problem.file === 'key' ? `${at}.key` : `${at}.cert`, message: problem.message });
+        return null;
+      }
+      const expiry = new X509Certificate(cert).validTo;
+      if (Date.parse(expiry) < nowMs) {
+        warnings.push({ keyPath: `${at}.cert`, message: `TLS certificate ${certPath} expired on ${expiry}: clients that check certificates will refuse STARTTLS; renew it and reload (SIGHUP)` });
+      }
+      return { key, cert };
+    }),
+  );
+  return problems.length > 0 ? { kind: 'error', problems } : { kind: 'ok', pairs, warnings };
+
+  async function readPem(path: string, keyPath: string, what: string): Promise<Buffer | null> {
+    try {
+      return await readFile(path);
+    } catch (error) {
+      problems.push({ keyPath, message: `${what} ${path}: ${describeReadError(error)}` });
+      return null;
+    }
+  }
+}
+
+/** What makes the pair unusable for a TLS server, naming the file at fault; null when smtp-server can serve it. */
+function pairProblem(pair: CertificatePair, keyPath: string, certPath: string): { file: 'key' | 'cert'; message: string } | null {
+  const holdsKey = (bytes: Buffer) => /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(bytes.toString('latin1'));
+  const holdsCertificate = (bytes: Buffer) => bytes.includes('-----BEGIN CERTIFICATE-----');
+  const swapped = holdsKey(pair.cert) && holdsCertificate(pair.key) ? ': tls.key and tls.cert look swapped' : '';
+  try {
+    createSecureContext({ cert: pair.cert });
+  } catch {
+    const what = holdsKey(pair.cert) ? 'holds a private key, not a certificate' : 'is not a PEM certificate (no readable "-----BEGIN CERTIFICATE-----" block)';
+    return { file: 'cert', message: `TLS certificate ${certPath} ${what}${swapped}` };
+  }
+  try {
+    createPrivateKey(pair.key);
+  } catch (error) {
+    const encrypted =
+      (error as NodeJS.ErrnoException).code === 'ERR_MISSING_PASSPHRASE' || /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,\s*ENCRYPTED/.test(pair.key.toString('latin1'));
+    const what = encrypted
+      ? `is protected by a passphrase; dkimgate needs it unencrypted: openssl pkey -in ${keyPath} -out ${keyPath}.plain, then chmod 600 and replace it`
+      : holdsCertificate(pair.key)
+        ? 'holds a certificate, not a private key'
+        : 'is not a PEM private key (no readable "-----BEGIN PRIVATE KEY-----" block)';
+    return { file: 'key', message: `TLS key ${keyPath} ${what}` };
+  }
+  try {
+    createSecureContext(pair);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const message =
+      code === 'ERR_OSSL_X509_KEY_VALUES_MISMATCH'
+        ? `TLS key ${keyPath} is not the private key of certificate ${certPath} (one renewed without the other?)`
+        : `TLS key ${keyPath} with certificate ${certPath}: ${(error as Error).message}`;
+    return { file: 'key', message };
+  }
+  return null;
+}
