@@ -2,7 +2,6 @@
 // SIGHUP reloads (a broken config keeps the old one serving), SIGTERM drains and stops.
 // Touches: the config file, key and users files, listening sockets, the next hop, DNS.
 
-import { readFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import type { SMTPServer } from 'smtp-server';
 import type { Config } from './config/config.js';
@@ -17,7 +16,7 @@ import { spoolDirProblem } from './pipeline/body-spool.js';
 import { compileCidrs } from './policy/client-identity.js';
 import { createNextHopPool, type NextHopPool } from './relay/next-hop-pool.js';
 import { applyReloadedOptions, createListener } from './smtp/create-listener.js';
-import { readListenerCertificates, type CertificateFinding } from './smtp/listener-certificates.js';
+import { readCaFile, readListenerCertificates, type CertificateFinding } from './keys/tls-files.js';
 import { startOutboxServer, type OutboxServer } from './smtp/outbox-server.js';
 import { RuntimeHolder, type Runtime } from './smtp/runtime.js';
 import { loadUsersFile } from './smtp/users-file.js';
@@ -40,11 +39,9 @@ export async function buildRuntime(config: Config): Promise<RuntimeBuild> {
   else warnings.push(...keys.warnings);
   let nextHopCa: Buffer | null = null;
   if (config.nextHop.caFile) {
-    try {
-      nextHopCa = await readFile(config.nextHop.caFile);
-    } catch (err) {
-      problems.push(`next_hop.ca_file: cannot read ${config.nextHop.caFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-    }
+    const read = await readCaFile(config.nextHop.caFile);
+    if (read.kind === 'error') problems.push(`next_hop.ca_file: ${read.problem}`);
+    else nextHopCa = read.ca;
   }
   const spoolProblem = await spoolDirProblem(config.limits.spoolDir ?? tmpdir());
   if (spoolProblem) problems.push(`limits.spool_dir: ${spoolProblem}`);

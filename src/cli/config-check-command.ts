@@ -13,7 +13,7 @@ import { resolveSigningSelectors } from '../config/resolve-signing-selectors.js'
 import { parseZoneFile } from '../dns/zone-file.js';
 import { spoolDirProblem } from '../pipeline/body-spool.js';
 import { KeyLoadError, loadPrivateKey, type LoadedKey } from '../keys/load-private-key.js';
-import { readListenerCertificates } from '../smtp/listener-certificates.js';
+import { readCaFile, readListenerCertificates } from '../keys/tls-files.js';
 import { loadUsersFile, UsersFileError } from '../smtp/users-file.js';
 import { EXIT_OK, EXIT_USAGE, UsageError, type CommandRunner } from './cli-error.js';
 import { DEFAULT_CONFIG_PATH } from './config-option.js';
@@ -124,6 +124,10 @@ export async function checkReferencedFiles(
   const certificateFindings = certificates.kind === 'error' ? problems : warnings;
   for (const finding of certificates.kind === 'error' ? certificates.problems : certificates.warnings) {
     certificateFindings.push(at(finding.keyPath, finding.message));
+  }
+  if (config.nextHop.caFile !== null) {
+    const read = await readCaFile(config.nextHop.caFile);
+    if (read.kind === 'error') problems.push(at('next_hop.ca_file', read.problem));
   }
   if (config.usersFile !== null && (await checkReadable(config.usersFile, 'users_file', 'users file'))) {
     // parsed as the daemon parses it: a plain-text password or a stray line must not pass here and stop the start

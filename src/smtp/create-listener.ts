@@ -26,7 +26,7 @@ import { connectFailureVerdict, commandFailureVerdict, dataFailureVerdict, refus
 import { receiveRefusalReply, REPLIES, replyError, type SmtpReplyValue } from './reply-codes.js';
 import type { Runtime, RuntimeHolder } from './runtime.js';
 import { installSmtpServerAdapter, type ProxyAllowedOption } from './smtp-server-adapter.js';
-import type { CertificatePair } from './listener-certificates.js';
+import type { CertificatePair } from '../keys/tls-files.js';
 import { formatHostPort } from '../config/address-syntax.js';
 
 export interface ListenerDeps {

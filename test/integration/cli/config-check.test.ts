@@ -195,6 +195,17 @@ describe('dkimgate config check', () => {
     expect((await check(['--config', path])).status).toBe(0);
   });
 
+  it('refuses a next_hop.ca_file that holds no certificate (every TLS connection to the next hop would fail)', async () => {
+    const ca = join(dir, `ca-${++counter}.pem`);
+    await writeFile(ca, (await createSelfSignedCertificate()).key);
+    const { path } = await configFile(`next_hop: { host: 127.0.0.1, port: 10026, tls: starttls, ca_file: ${ca} }\n`);
+    const result = await check(['--config', path]);
+    expect([result.status, result.stderr]).toEqual([
+      2,
+      `${path}:1: next_hop.ca_file: CA file ${ca} holds no PEM certificate ("-----BEGIN CERTIFICATE-----"): give the next hop's certificate or the CA that issued it\n`,
+    ]);
+  });
+
   it('reports a spool_dir where no file can be created', async () => {
     const { path } = await configFile(`limits:\n  spool_dir: ${join(dir, 'no-such-spool')}\n`);
     const result = await check(['--config', path]);

@@ -1,6 +1,7 @@
-// The listeners' STARTTLS key and certificate files: read and checked as a pair the same way at start, at reload and
-// by `config check`, with what is wrong said per file (OpenSSL's own words, "PEM routines::no start line", name
-// neither file nor fix). Touches: the files named by listen[].tls (read only). Never prints key material.
+// TLS files from the configuration, read and checked the same way at start, at reload and by `config check`, with
+// what is wrong said per file (OpenSSL's own words, "PEM routines::no start line", name neither file nor fix):
+// the listeners' STARTTLS key and certificate pairs, and the CA file the next hop's certificate is checked with.
+// Touches: the files named by listen[].tls and next_hop.ca_file (read only). Never prints key material.
 
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -86,4 +87,34 @@ function pairProblem(pair: CertificatePair, keyPath: string, certPath: string): 
     return { file: 'key', message };
   }
   return null;
+}
+
+export type CaFileRead = { kind: 'ok'; ca: Buffer } | { kind: 'error'; problem: string };
+
+/**
+ * next_hop.ca_file: PEM certificates, each readable. Node takes any bytes as `ca` without a word, and every
+ * TLS connection to the next hop then fails verification: all mail deferred with 451 until someone looks.
+ */
+export async function readCaFile(path: string): Promise<CaFileRead> {
+  let ca: Buffer;
+  try {
+    ca = await readFile(path);
+  } catch (error) {
+    return { kind: 'error', problem: `CA file ${path}: ${describeReadError(error)}` };
+  }
+  const blocks = ca.toString('latin1').match(/-----BEGIN CERTIFICATE-----[^-]*-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) {
+    return {
+      kind: 'error',
+      problem: `CA file ${path} holds no PEM certificate ("-----BEGIN CERTIFICATE-----"): give the next hop's certificate or the CA that issued it`,
+    };
+  }
+  for (const [index, block] of blocks.entries()) {
+    try {
+      new X509Certificate(block);
+    } catch (error) {
+      return { kind: 'error', problem: `CA file ${path}: certificate ${index + 1} of ${blocks.length} cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})` };
+    }
+  }
+  return { kind: 'ok', ca };
 }

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readListenerCertificates } from '../../../src/smtp/listener-certificates.js';
+import { readCaFile, readListenerCertificates } from '../../../src/keys/tls-files.js';
 import { listener } from '../../helpers/daemon-harness.js';
 import { createSelfSignedCertificate } from '../../helpers/next-hop-server.js';
 
@@ -85,5 +85,44 @@ describe('readListenerCertificates', () => {
     expect(inThreeDays.kind === 'ok' && inThreeDays.warnings).toEqual([
       { keyPath: 'listen[0].tls.cert', message: expect.stringMatching(/^TLS certificate .*cert-\d+\.pem expired on .* GMT: clients that check certificates will refuse STARTTLS/) },
     ]);
+  });
+});
+
+describe('readCaFile', () => {
+  async function caFile(text: Buffer | string): Promise<string> {
+    const path = join(dir, `ca-${++counter}.pem`);
+    await writeFile(path, text);
+    return path;
+  }
+
+  it('takes a bundle of PEM certificates as it is', async () => {
+    const bundle = Buffer.concat([good.cert, other.cert]);
+    expect(await readCaFile(await caFile(bundle))).toEqual({ kind: 'ok', ca: bundle });
+  });
+
+  it.each([
+    ['no PEM at all', 'garbage\n'],
+    ['a private key', () => good.key],
+    ['an empty file', ''],
+  ])('refuses a file with %s, naming what it should hold', async (_name, content) => {
+    const path = await caFile(typeof content === 'function' ? content() : content);
+    expect(await readCaFile(path)).toEqual({
+      kind: 'error',
+      problem: `CA file ${path} holds no PEM certificate ("-----BEGIN CERTIFICATE-----"): give the next hop's certificate or the CA that issued it`,
+    });
+  });
+
+  it('names the certificate of a bundle that cannot be read', async () => {
+    const broken = other.cert.toString('latin1').replace(/\n[A-Za-z0-9+/]{20}/, '\n!!!!');
+    const path = await caFile(Buffer.concat([good.cert, Buffer.from(broken, 'latin1')]));
+    const read = await readCaFile(path);
+    expect(read).toMatchObject({ kind: 'error', problem: expect.stringMatching(new RegExp(`^CA file ${path}: certificate 2 of 2 cannot be read \\(`)) });
+  });
+
+  it('names a file it cannot read', async () => {
+    expect(await readCaFile(join(dir, 'absent-ca.pem'))).toEqual({
+      kind: 'error',
+      problem: `CA file ${join(dir, 'absent-ca.pem')}: no such file; check the path (start from config/dkimgate.example.yaml)`,
+    });
   });
 });
