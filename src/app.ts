@@ -7,7 +7,7 @@ import type { SMTPServer } from 'smtp-server';
 import type { Config } from './config/config.js';
 import { resolveSigningSelectors } from './config/resolve-signing-selectors.js';
 import { createDnsResolver, loadZoneFiles, type DnsResolver } from './dns/create-dns-resolver.js';
-import { loadKeyStore } from './keys/key-store.js';
+import { loadKeyStore, type KeyStore } from './keys/key-store.js';
 import type { Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { startMetricsServer, type MetricsServer } from './observability/metrics-server.js';
@@ -83,6 +83,16 @@ export async function buildRuntime(config: Config): Promise<RuntimeBuild> {
   return { kind: 'ok', runtime, resolver, warnings };
 }
 
+/** Domains with their own metrics label: each From domain with a selector and each d= it signs as (a base_domain). */
+function metricDomains(keys: KeyStore): Set<string> {
+  const domains = new Set<string>();
+  for (const [fromDomain, entries] of keys.byFromDomain) {
+    domains.add(fromDomain);
+    for (const entry of entries) domains.add(entry.signingDomain);
+  }
+  return domains;
+}
+
 function createPool(config: Config, address: { host: string; port: number }, ca: Buffer | null): NextHopPool {
   const hop = config.nextHop;
   return createNextHopPool(
@@ -139,7 +149,7 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
   // Only the embedded next hop's address can differ from next_hop: it may have been asked for port 0.
   const nextHopAddress = (next: Config) => outbox?.address ?? { host: next.nextHop.host, port: next.nextHop.port };
   const holder = new RuntimeHolder(built.runtime);
-  const metrics: Metrics = createMetrics({ signingDomains: built.runtime.keys.byFromDomain.keys() });
+  const metrics: Metrics = createMetrics({ signingDomains: metricDomains(built.runtime.keys) });
   metrics.setDnsCacheStats(() => built.resolver.stats());
   // The listeners as bound: a reload re-reads their certificates, but moves no listener.
   const boundListen = config.listen;
@@ -234,7 +244,7 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
         if (pair) server.updateSecureContext(pair);
       }
       metrics.setDnsCacheStats(() => rebuilt.resolver.stats());
-      metrics.setSigningDomains(rebuilt.runtime.keys.byFromDomain.keys());
+      metrics.setSigningDomains(metricDomains(rebuilt.runtime.keys));
       return { kind: 'ok', warnings: rebuilt.warnings };
     },
     async stop() {

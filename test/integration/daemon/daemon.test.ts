@@ -8,7 +8,7 @@ import type { Config } from '../../../src/config/config.js';
 import { DEFAULTS, defaultConfig } from '../../../src/config/defaults.js';
 import { verifyMessage } from '../../../src/dkim/verify.js';
 import { BASIC_MESSAGE, crlf, fromDomain, rsaKey, sign, tableLookup, type TestKey } from '../../helpers/dkim-test-kit.js';
-import { AUTHSERV, freeClosedPort, Harness, headerOf, messageLine, SIGN_DOMAIN, waitFor, type Gate } from '../../helpers/daemon-harness.js';
+import { AUTHSERV, freeClosedPort, Harness, headerOf, messageLine, SIGN_DOMAIN, signDomain, waitFor, type Gate } from '../../helpers/daemon-harness.js';
 import { dkimpyVerify } from '../../helpers/dkimpy.js';
 import { startDnsServer, type RunningDnsServer } from '../../helpers/dns-server.js';
 import type { NextHopServerOptions } from '../../helpers/next-hop-server.js';
@@ -100,6 +100,21 @@ describe('sign path', () => {
     expect(dkimpy).toEqual(['pass', 'pass']);
     const line = await messageLine(gate);
     expect(line.decision).toBe('sign');
+  });
+
+  it('counts a base_domain signature in /metrics under the d= it signs as, not as "other"', async () => {
+    await harness.writeKey('base.test', 'rsa1', rsa);
+    const config = harness.config({}, dns.server);
+    const gate = await startGate({
+      metrics: { host: '127.0.0.1', port: 0 },
+      sign: { ...config.sign, domains: { ...config.sign.domains, 'mail.base.test': { ...signDomain([{ selector: 'rsa1' }]), baseDomain: 'base.test' } } },
+    });
+    expect((await sendMail(gate.port, { data: fromDomain(BASIC_MESSAGE, 'mail.base.test') })).final[0]?.code).toBe(250);
+    expect(headerOf(gate.nextHop.messages[0]!.data)).toMatch(/\bd=base\.test;/);
+    const { host, port } = gate.daemon.metricsAddress!;
+    const body = await (await fetch(`http://${host}:${port}/metrics`)).text();
+    expect(body).toContain('dkimgate_sign_total{domain="base.test",selector="rsa1"} 1');
+    expect(body).toContain('dkimgate_messages_total{outcome="delivered",domain="mail.base.test"} 1');
   });
 });
 
