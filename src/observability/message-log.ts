@@ -27,7 +27,8 @@ export type MessageRecord = {
   authorDomain?: string | null;
   envelope: { mailFrom: string; rcptTo: string[] };
   sizeBytes: number;
-  decision: { kind: 'sign' | 'verify' | 'refuse'; reason: string };
+  /** 'none': the transaction ended before the message was whole, so nothing was decided (`outcome` says why). */
+  decision: { kind: 'sign' | 'verify' | 'refuse' | 'none'; reason: string };
   /** Verify results, one per signature evaluated (or a single `none`). */
   signatures?: { domain: string | null; selector: string | null; result: string; reason: string | null }[];
   signedWith?: { domain: string; selector: string; algorithm: string }[];
@@ -56,7 +57,7 @@ export type MessageLogLine = {
   rcptTo: string[];
   rcptCount: number;
   sizeBytes: number;
-  decision: 'sign' | 'verify' | 'refuse';
+  decision: 'sign' | 'verify' | 'refuse' | 'none';
   decisionReason: string;
   dkim?: { domain: string | null; selector: string | null; result: string; reason: string | null }[];
   signed?: { domain: string; selector: string; algorithm: string }[];

@@ -301,7 +301,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       client: { address: client.address, via: client.via, helo: session.hostNameAppearsAs, authUser: client.authUser },
       envelope: { mailFrom: txn.mailFrom, rcptTo: [...txn.recipients] },
       sizeBytes: 0,
-      decision: { kind: 'verify', reason: '' },
+      decision: { kind: 'none', reason: 'not reached: the message did not arrive whole' },
       relay: { outcome: 'not_relayed' },
       timings: { receiveMs: 0, relayMs: 0, totalMs: 0 },
       outcome: 'rejected',

@@ -386,6 +386,20 @@ describe('recipients and vanished clients', () => {
     const line = await waitFor(() => gate.logs.find((l) => l.msg === 'message'), 5000);
     expect(line.relay).toBe('ambiguous');
   });
+
+  it('logs no sign or verify decision for a message whose client vanished mid-DATA, and relays nothing', async () => {
+    const gate = await startGate();
+    const client = await RawClient.open(gate.port);
+    expect((await client.command('EHLO client.test')).code).toBe(250);
+    expect((await client.command(`MAIL FROM:<alice@${SIGN_DOMAIN}>`)).code).toBe(250);
+    expect((await client.command('RCPT TO:<bob@example.org>')).code).toBe(250);
+    expect((await client.command('DATA')).code).toBe(354);
+    client.write(dotStuff(BASIC_MESSAGE).subarray(0, 60));
+    client.close();
+    const line = await messageLine(gate, 5000);
+    expect([line.decision, line.decisionReason, line.outcome]).toEqual(['none', 'not reached: the message did not arrive whole', 'refused: aborted']);
+    expect(gate.nextHop.messages).toHaveLength(0);
+  });
 });
 
 describe('proxies and header limits', () => {
