@@ -493,7 +493,10 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   } as ConstructorParameters<typeof SMTPServer>[0] & ProxyAllowedOption);
   // TCP_NODELAY on every client socket: a loopback filter otherwise waits for Nagle on each reply.
   (server as unknown as { server: import('node:net').Server }).server.on('connection', (socket: import('node:net').Socket) => socket.setNoDelay(true));
-  server.on('error', (err) => deps.logger.error({ err, listener: label }, 'listener error'));
+  // A failure to bind is startDaemon's to report (the CLI says it in one line); later errors are logged here.
+  server.on('error', (err) => {
+    if ((server as unknown as { server: import('node:net').Server }).server.listening) deps.logger.error({ err, listener: label }, 'listener error');
+  });
   const deadlines = new ClientDeadlines(
     () => (server as unknown as { connections: Set<WatchedConnection> }).connections,
     () => deps.runtime.get().config.limits,

@@ -2,7 +2,7 @@
 // and SIGTERM drains a transaction in flight. Touches: the processes it spawns (ended by PID), temp dirs, loopback sockets.
 
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
@@ -230,6 +230,23 @@ describe('dkimgate serve (a real process)', () => {
     const refused = await served.waitForLine((l) => l.msg === 'reload refused: keeping the running configuration', RELOAD_WAIT_MS);
     expect(refused.problems).toEqual([`limits.spool_dir: cannot create spool files in ${missing}: no such directory`]);
     expect((await sendMail(served.port, fromDomain('example.com'))).code).toBe(250);
+  });
+
+  it('says once, without a stack trace, that the listen address is taken', async () => {
+    const hop = await nextHop();
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (taken.address() as AddressInfo).port;
+      const configPath = join(dir, 'port-taken.yaml');
+      await writeFile(configPath, configYaml(hop.port, ['example.com']).replace('port: 0,', `port: ${port},`));
+      const failed = spawnServe(['--config', configPath]);
+      expect(await failed.exited).toBe(1);
+      expect(failed.stderr()).toBe(`dkimgate serve: cannot listen on 127.0.0.1:${port}: address already in use; change listen in the config\n`);
+      expect(failed.lines.filter((l) => l.level !== 'info')).toEqual([]);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
   });
 
   it('refuses to start with a STARTTLS certificate it cannot serve, naming the file and the fault', async () => {
