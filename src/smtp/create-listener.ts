@@ -412,7 +412,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         }
         if (outcome.kind === 'refused') {
           record.relay = { outcome: outcome.reply.code < 500 ? 'deferred' : 'refused', reply: toLogReply(outcome.reply) };
-          record.outcome = 'refused by next hop';
+          record.outcome = outcome.reply.code < 500 ? 'deferred by next hop' : 'refused by next hop';
           return finish(replyError(refusalReply(outcome.reply, hideNames(txn.connection))));
         }
         // Timeout or lost. After the final dot the next hop may hold the message: logged as ambiguous.

@@ -175,6 +175,17 @@ describe('faults inside the transaction', () => {
     expect(line).toMatchObject({ relay: 'ambiguous', outcome: 'ambiguous' });
   });
 
+  it.each([
+    ['451', '451 4.3.0 queue file write error', /^451 4\.3\.0 /, 'deferred', 'deferred by next hop'],
+    ['554', '554 5.5.1 no valid recipients', /^554 5\.5\.1 /, 'refused', 'refused by next hop'],
+  ] as const)('the DATA command itself answered %s: passed on with its class, logged deferred or refused', async (_name, reply, expected, relay, outcome) => {
+    const hop = await scriptedHop('220 next-hop.internal.test ESMTP', standard({ DATA: reply }));
+    const gate = await startGate({}, {}, { host: '127.0.0.1', port: hop.port });
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE });
+    expect(r.final[0]?.text).toMatch(expected);
+    expect(await messageLine(gate)).toMatchObject({ relay, outcome });
+  });
+
   it('the next hop stalls at MAIL FROM: 451 4.4.2 after next_hop_timeout, and the next transaction gets a fresh connection', async () => {
     let stalls = 1;
     const hop = await scriptedHop('220 next-hop.internal.test ESMTP', (line) => (/^MAIL/i.test(line) && stalls-- > 0 ? 'silence' : standard()(line)));
