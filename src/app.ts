@@ -18,6 +18,7 @@ import { createNextHopPool, type NextHopPool } from './relay/next-hop-pool.js';
 import { applyReloadedOptions, createListener } from './smtp/create-listener.js';
 import { readCaFile, readListenerCertificates, type CertificateFinding } from './keys/tls-files.js';
 import { startOutboxServer, type OutboxServer } from './smtp/outbox-server.js';
+import { REPLIES } from './smtp/reply-codes.js';
 import { RuntimeHolder, type Runtime } from './smtp/runtime.js';
 import { loadUsersFile } from './smtp/users-file.js';
 import { formatHostPort } from './config/address-syntax.js';
@@ -266,7 +267,7 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
       // Sessions between transactions are told we are going.
       for (const s of servers) {
         for (const c of (s as unknown as { connections: Set<{ send(code: number, text: string): void; close(): void }> }).connections) {
-          c.send(421, '4.3.2 shutting down, try again later');
+          c.send(REPLIES.shuttingDown.code, `${REPLIES.shuttingDown.enhanced} ${REPLIES.shuttingDown.text}`);
           c.close();
         }
       }

@@ -29,7 +29,8 @@ Checks every domain and selector of the sign section, one line per check:
 Each line starts with ok, warn, FAIL, or skip (not checked: it needs what failed above). The exit
 status is 1 when any line says FAIL, else 0.
 
-The configuration is FILE, else config/dkimgate.yaml when present, else the built-in one, and DNS
+The configuration is FILE, else $DKIMGATE_CONFIG, else config/dkimgate.yaml when present, else the
+built-in one, and DNS
 is asked as the daemon asks it (dns.servers, dns.zone_files). --dns-server replaces dns.servers;
 --dns-zone files answer after dns.zone_files: pass a zone fragment to check it before publishing.
 `;

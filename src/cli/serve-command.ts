@@ -13,8 +13,8 @@ import { CONFIG_OPTION, describeConfigSource, loadCliConfig, type CliConfig } fr
 
 export const SERVE_USAGE = `usage: dkimgate serve [--config FILE]
 
-Runs the filter daemon. The configuration is FILE, else config/dkimgate.yaml when it exists, else
-the built-in configuration: listen on 127.0.0.1:10027, relay to 127.0.0.1:10026, and sign mail From
+Runs the filter daemon. The configuration is FILE, else $DKIMGATE_CONFIG, else config/dkimgate.yaml
+when it exists, else the built-in configuration: listen on 127.0.0.1:10027, relay to 127.0.0.1:10026, and sign mail From
 the demo domain ${DEMO.domain} sent from 127.0.0.1. With the built-in configuration, the first start
 creates the demo key (${DEMO.keyPath}) and its TXT record (${DEMO.zoneFile}), and when nothing
 listens on 127.0.0.1:10026 an embedded next hop starts there and stores each message it receives in

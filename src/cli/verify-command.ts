@@ -20,8 +20,8 @@ Verifies every DKIM-Signature of the message in FILE (or stdin) and prints the m
 Authentication-Results field prepended, or with --json one JSON object. The exit status is 0
 whenever a verdict was produced, whatever the result.
 
-It judges as the daemon would: it reads the same configuration (FILE, else config/dkimgate.yaml
-when present, else the built-in one) for authserv_id, the verify section and the dns section
+It judges as the daemon would: it reads the same configuration (FILE, else $DKIMGATE_CONFIG, else
+config/dkimgate.yaml when present, else the built-in one) for authserv_id, the verify section and the dns section
 (resolvers and zone files, so the demo key of \`npm start\` resolves from the project root).
 The options below override it; --config /dev/null ignores any file.
 
