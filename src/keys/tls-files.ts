@@ -20,36 +20,47 @@ export type CertificatesRead =
 
 /** Each listener's pair (null for a listener without tls), or every problem found; warnings name expired certificates. */
 export async function readListenerCertificates(listen: readonly ListenerConfig[], nowMs: number = Date.now()): Promise<CertificatesRead> {
-  const problems: CertificateFinding[] = [];
-  const warnings: CertificateFinding[] = [];
-  const pairs = await Promise.all(
-    listen.map(async (listener, index): Promise<CertificatePair | null> => {
-      if (!listener.tls) return null;
-      const at = `listen[${index}].tls`;
-      const { key: keyPath, cert: certPath } = listener.tls;
-      const [key, cert] = await Promise.all([readPem(keyPath, `${at}.key`, 'TLS key'), readPem(certPath, `${at}.cert`, 'TLS certificate')]);
-      if (key === null || cert === null) return null;
-      const problem = pairProblem({ key, cert }, keyPath, certPath);
-      if (problem !== null) {
-        problems.push({ keyPath: problem.file === 'key' ? `${at}.key` : `${at}.cert`, message: problem.message });
-        return null;
-      }
-      const expiry = new X509Certificate(cert).validTo;
-      if (Date.parse(expiry) < nowMs) {
-        warnings.push({ keyPath: `${at}.cert`, message: `TLS certificate ${certPath} expired on ${expiry}: clients that check certificates will refuse STARTTLS; renew it and reload (SIGHUP)` });
-      }
-      return { key, cert };
-    }),
-  );
-  return problems.length > 0 ? { kind: 'error', problems } : { kind: 'ok', pairs, warnings };
+  // read concurrently, reported in configuration order (key before certificate)
+  const results = await Promise.all(listen.map((listener, index) => readListenerPair(listener, index, nowMs)));
+  const problems = results.flatMap((r) => r.problems);
+  if (problems.length > 0) return { kind: 'error', problems };
+  return { kind: 'ok', pairs: results.map((r) => r.pair), warnings: results.flatMap((r) => r.warnings) };
+}
 
-  async function readPem(path: string, keyPath: string, what: string): Promise<Buffer | null> {
-    try {
-      return await readFile(path);
-    } catch (error) {
-      problems.push({ keyPath, message: `${what} ${path}: ${describeReadError(error)}` });
-      return null;
-    }
+type PairRead = { pair: CertificatePair | null; problems: CertificateFinding[]; warnings: CertificateFinding[] };
+
+async function readListenerPair(listener: ListenerConfig, index: number, nowMs: number): Promise<PairRead> {
+  if (!listener.tls) return { pair: null, problems: [], warnings: [] };
+  const at = `listen[${index}].tls`;
+  const { key: keyPath, cert: certPath } = listener.tls;
+  const [key, cert] = await Promise.all([readPem(keyPath, `${at}.key`, 'TLS key'), readPem(certPath, `${at}.cert`, 'TLS certificate')]);
+  if (!Buffer.isBuffer(key) || !Buffer.isBuffer(cert)) {
+    return { pair: null, problems: [key, cert].filter((r): r is CertificateFinding => !Buffer.isBuffer(r)), warnings: [] };
+  }
+  const problem = pairProblem({ key, cert }, keyPath, certPath);
+  if (problem !== null) return { pair: null, problems: [{ keyPath: `${at}.${problem.file}`, message: problem.message }], warnings: [] };
+  const warnings: CertificateFinding[] = [];
+  const expiry = firstCertificateExpiry(cert);
+  if (expiry !== null && Date.parse(expiry) < nowMs) {
+    warnings.push({ keyPath: `${at}.cert`, message: `TLS certificate ${certPath} expired on ${expiry}: clients that check certificates will refuse STARTTLS; renew it and reload (SIGHUP)` });
+  }
+  return { pair: { key, cert }, problems: [], warnings };
+}
+
+/** The served certificate's notAfter, or null when it cannot be told (the pair was accepted by OpenSSL already). */
+function firstCertificateExpiry(cert: Buffer): string | null {
+  try {
+    return new X509Certificate(cert).validTo;
+  } catch {
+    return null;
+  }
+}
+
+async function readPem(path: string, keyPath: string, what: string): Promise<Buffer | CertificateFinding> {
+  try {
+    return await readFile(path);
+  } catch (error) {
+    return { keyPath, message: `${what} ${path}: ${describeReadError(error)}` };
   }
 }
 
