@@ -68,10 +68,10 @@ async function readPem(path: string, keyPath: string, what: string): Promise<Buf
 function pairProblem(pair: CertificatePair, keyPath: string, certPath: string): { file: 'key' | 'cert'; message: string } | null {
   const holdsKey = (bytes: Buffer) => /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(bytes.toString('latin1'));
   const holdsCertificate = (bytes: Buffer) => bytes.includes('-----BEGIN CERTIFICATE-----');
-  const swapped = holdsKey(pair.cert) && holdsCertificate(pair.key) ? ': tls.key and tls.cert look swapped' : '';
   try {
     createSecureContext({ cert: pair.cert });
   } catch {
+    const swapped = holdsKey(pair.cert) && holdsCertificate(pair.key) ? ': tls.key and tls.cert look swapped' : '';
     const what = holdsKey(pair.cert) ? 'holds a private key, not a certificate' : 'is not a PEM certificate (no readable "-----BEGIN CERTIFICATE-----" block)';
     return { file: 'cert', message: `TLS certificate ${certPath} ${what}${swapped}` };
   }

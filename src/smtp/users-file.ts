@@ -162,24 +162,27 @@ export async function createUsersFile(path: string, records: readonly UserRecord
   const nowMs = opts.nowMs ?? (() => performance.now());
   const hashes = new Map<string, string>();
   const allowed = new Map<string, readonly string[]>();
-  const costCounts = new Map<number, number>();
+  /** bcrypt cost -> the users whose hash has it. */
+  const usersByCost = new Map<number, string[]>();
   for (const r of records) {
     hashes.set(r.user, r.hash);
     if (r.domains !== null) allowed.set(r.user, Object.freeze([...r.domains]));
     const cost = Number(r.hash.slice(4, 6));
-    costCounts.set(cost, (costCounts.get(cost) ?? 0) + 1);
+    const same = usersByCost.get(cost);
+    if (same === undefined) usersByCost.set(cost, [r.user]);
+    else same.push(r.user);
   }
   let cost = DEFAULT_COST;
   let best = 0;
-  for (const [c, n] of costCounts) if (n > best || (n === best && c > cost)) [cost, best] = [c, n];
+  for (const [c, { length: n }] of usersByCost) if (n > best || (n === best && c > cost)) [cost, best] = [c, n];
   // A comparison's time depends on the cost alone, so the dummy need not be the hash of anything: a fresh salt
   // and a random digest. Hashing one here cost the main thread as long as an AUTH (seconds at high costs) at
   // every start and reload.
   const dummyHash = bcrypt.genSaltSync(cost) + Array.from(randomBytes(31), (b) => BCRYPT_ALPHABET[b & 63]).join('');
-  const warnings = [...costCounts.keys()]
-    .filter((c) => c > SLOW_COST)
-    .sort((a, b) => a - b)
-    .map((c) => slowCostWarning(path, c, records.filter((r) => Number(r.hash.slice(4, 6)) === c).map((r) => r.user)));
+  const warnings = [...usersByCost]
+    .filter(([c]) => c > SLOW_COST)
+    .sort(([a], [b]) => a - b)
+    .map(([c, names]) => slowCostWarning(path, c, names));
   const users = Object.freeze(records.map((r) => r.user));
   const secret = randomBytes(32);
   /** HMACs of "user NUL password" that verified. */
