@@ -1,11 +1,13 @@
 // Differential interop: hundreds of random messages (odd whitespace, folding, header case, repeated fields,
 // trailing blank lines), random canonicalizations, header lists and l=, random edits after signing; dkimgate's
 // verdict must equal dkimpy's on every one, in both directions (dkimpy signs and we verify; we sign and dkimpy
-// verifies what both judge). The fixed interop cases prove named behaviours; this finds the combinations nobody
-// wrote down. The one designed difference: content past l= is `policy` here (RFC 6376 §8.2), `pass` in dkimpy.
+// verifies what both judge), and Perl Mail::DKIM judges the same messages too. The fixed interop cases prove
+// named behaviours; this finds the combinations nobody wrote down. The one designed difference: content past
+// l= is `policy` here (RFC 6376 §8.2), `pass` in dkimpy and Mail::DKIM.
 //
-// Spawns /usr/bin/python3 (Debian python3-dkim) running peers/dkimpy-differential.py; a temp dir of messages
-// (kept when KEEP_INTEROP_DIR=1). DIFF_SEED replays a run, DIFF_CASES sets its size.
+// Spawns /usr/bin/python3 (Debian python3-dkim) running peers/dkimpy-differential.py, perl (libmail-dkim-perl)
+// running peers/mail-dkim-verify.pl and dnsmasq for its key lookups; a temp dir of messages (kept when
+// KEEP_INTEROP_DIR=1). DIFF_SEED replays a run, DIFF_CASES sets its size.
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -17,18 +19,21 @@ import type { Canonicalization } from '../../src/dkim/signature.js';
 import { createSigner, signMessage } from '../../src/dkim/sign.js';
 import { verifyMessage } from '../../src/dkim/verify.js';
 import { rsaKey, tableLookup } from '../helpers/dkim-test-kit.js';
+import { startDnsServer, type RunningDnsServer } from '../helpers/dns-server.js';
 
 const pExecFile = promisify(execFile);
-const PEER = join(dirname(fileURLToPath(import.meta.url)), 'peers', 'dkimpy-differential.py');
+const PEERS = join(dirname(fileURLToPath(import.meta.url)), 'peers');
+const PEER = join(PEERS, 'dkimpy-differential.py');
 const SEED = Number(process.env.DIFF_SEED ?? 20261207);
 const CASES = Number(process.env.DIFF_CASES ?? 300);
 const KEY = rsaKey(2048);
 const lookupTxt = tableLookup({ 's1._domainkey.example.com': KEY.record });
 
 type Case = { file: string; dkimpy: string; canon: string | null; edit: string };
-type Disagreement = Case & { ours: string; reason: string | null };
+type Disagreement = Case & { mailDkim: string; ours: string; reason: string | null };
 
 let dir = '';
+let dns: RunningDnsServer;
 
 async function peer(...args: string[]): Promise<Case[]> {
   const { stdout } = await pExecFile('/usr/bin/python3', [PEER, ...args, dir], { timeout: 120_000, maxBuffer: 64 * 1024 * 1024 }).catch(
@@ -40,17 +45,40 @@ async function peer(...args: string[]): Promise<Case[]> {
   return stdout.trim() === '' ? [] : stdout.trim().split('\n').map((line) => JSON.parse(line) as Case);
 }
 
-/** The cases where dkimgate and dkimpy disagree on pass, apart from the designed l= difference. */
+/** Mail::DKIM's verdict on the first signature of each file ('pass', 'fail', 'invalid', …), by file. */
+async function mailDkimVerdicts(files: string[]): Promise<Map<string, string>> {
+  const { stdout } = await pExecFile('perl', [join(PEERS, 'mail-dkim-verify.pl'), '--dns', dns.server, ...files], {
+    timeout: 120_000,
+    maxBuffer: 64 * 1024 * 1024,
+  }).catch((err: { code?: number; stderr?: string; message: string }) => {
+    if (err.code === 3) throw new Error(`Mail::DKIM is missing: ${err.stderr ?? ''}`);
+    throw err;
+  });
+  const verdicts = new Map<string, string>();
+  for (const line of stdout.trim().split('\n')) {
+    const v = JSON.parse(line) as { file: string; index: number | null; result: string };
+    if (!verdicts.has(v.file)) verdicts.set(v.file, v.result);
+  }
+  return verdicts;
+}
+
+/**
+ * The cases where dkimgate disagrees with dkimpy or with Mail::DKIM on pass, apart from the designed l=
+ * difference; each peer's verdict is in the entry.
+ */
 async function disagreements(cases: Case[]): Promise<Disagreement[]> {
+  const perl = await mailDkimVerdicts(cases.map((c) => c.file));
   const out: Disagreement[] = [];
   for (const c of cases) {
     const report = await verifyMessage(await readFile(c.file), { lookupTxt, nowSec: Math.floor(Date.now() / 1000) });
     const first = report.signatures[0];
     const ours = first?.result ?? 'none';
     const reason = first?.reason ?? null;
-    if ((ours === 'pass') === (c.dkimpy === 'pass')) continue;
-    if (ours === 'policy' && reason === 'body_length_short' && c.dkimpy === 'pass') continue;
-    out.push({ ...c, ours, reason });
+    const mailDkim = perl.get(c.file) ?? 'no verdict';
+    const designed = ours === 'policy' && reason === 'body_length_short';
+    const agrees = (peer: string) => (ours === 'pass') === (peer === 'pass') || (designed && peer === 'pass');
+    if (agrees(c.dkimpy) && agrees(mailDkim)) continue;
+    out.push({ ...c, mailDkim, ours, reason });
   }
   return out;
 }
@@ -70,14 +98,16 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'dkimgate-differential-'));
   await writeFile(join(dir, 'key.pem'), KEY.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
   await writeFile(join(dir, 'record.txt'), KEY.record);
+  dns = await startDnsServer({ txt: { 's1._domainkey.example.com': KEY.record } });
 });
 afterAll(async () => {
+  await dns?.stop();
   if (process.env.KEEP_INTEROP_DIR === '1') console.log(`differential messages kept in ${dir}`);
   else await rm(dir, { recursive: true, force: true });
 });
 
-describe(`dkimgate and dkimpy judge random messages alike (seed ${SEED}, DIFF_SEED replays)`, () => {
-  it(`${CASES} messages signed by dkimpy, then edited: our verdict is dkimpy's`, { timeout: 120_000 }, async () => {
+describe(`dkimgate, dkimpy and Mail::DKIM judge random messages alike (seed ${SEED}, DIFF_SEED replays)`, () => {
+  it(`${CASES} messages signed by dkimpy, then edited: our verdict is dkimpy's and Mail::DKIM's`, { timeout: 120_000 }, async () => {
     const cases = await peer('dkimpy-signs', String(SEED), String(CASES));
     expect(cases).toHaveLength(CASES);
     // the run proves something: both verdicts occur often, under every canonicalization
@@ -87,7 +117,7 @@ describe(`dkimgate and dkimpy judge random messages alike (seed ${SEED}, DIFF_SE
     expect(await disagreements(cases)).toEqual([]);
   });
 
-  it(`${CASES} messages signed by dkimgate, then edited: dkimpy's verdict is ours`, { timeout: 120_000 }, async () => {
+  it(`${CASES} messages signed by dkimgate, then edited: dkimpy's and Mail::DKIM's verdicts are ours`, { timeout: 120_000 }, async () => {
     await peer('unsigned', String(SEED + 1), String(CASES));
     const rnd = prng(SEED);
     const pick = <T>(list: readonly T[]): T => list[Math.floor(rnd() * list.length)]!;
