@@ -8,20 +8,18 @@
 // Spawns /usr/bin/python3 (Debian python3-dkim) running peers/dkimpy-differential.py, perl (libmail-dkim-perl)
 // running peers/mail-dkim-verify.pl and dnsmasq for its key lookups; a temp dir of messages (kept when
 // KEEP_INTEROP_DIR=1). DIFF_SEED replays a run, DIFF_CASES sets its size.
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Canonicalization } from '../../src/dkim/signature.js';
 import { createSigner, signMessage } from '../../src/dkim/sign.js';
 import { verifyMessage } from '../../src/dkim/verify.js';
 import { rsaKey, tableLookup } from '../helpers/dkim-test-kit.js';
 import { startDnsServer, type RunningDnsServer } from '../helpers/dns-server.js';
+import { jsonLines, run } from './peer-process.js';
 
-const pExecFile = promisify(execFile);
 const PEERS = join(dirname(fileURLToPath(import.meta.url)), 'peers');
 const PEER = join(PEERS, 'dkimpy-differential.py');
 const SEED = Number(process.env.DIFF_SEED ?? 20261207);
@@ -36,29 +34,15 @@ let dir = '';
 let dns: RunningDnsServer;
 
 async function peer(...args: string[]): Promise<Case[]> {
-  const { stdout } = await pExecFile('/usr/bin/python3', [PEER, ...args, dir], { timeout: 120_000, maxBuffer: 64 * 1024 * 1024 }).catch(
-    (err: { code?: number; stderr?: string; message: string }) => {
-      if (err.code === 3) throw new Error(`dkimpy is missing: ${err.stderr ?? ''}(apt-get install python3-dkim)`);
-      throw err;
-    },
-  );
-  return stdout.trim() === '' ? [] : stdout.trim().split('\n').map((line) => JSON.parse(line) as Case);
+  const out = await run('/usr/bin/python3', [PEER, ...args, dir], 'dkimpy (differential peer)', 120_000);
+  return jsonLines(out) as unknown as Case[];
 }
 
 /** Mail::DKIM's verdict on the first signature of each file ('pass', 'fail', 'invalid', …), by file. */
 async function mailDkimVerdicts(files: string[]): Promise<Map<string, string>> {
-  const { stdout } = await pExecFile('perl', [join(PEERS, 'mail-dkim-verify.pl'), '--dns', dns.server, ...files], {
-    timeout: 120_000,
-    maxBuffer: 64 * 1024 * 1024,
-  }).catch((err: { code?: number; stderr?: string; message: string }) => {
-    if (err.code === 3) throw new Error(`Mail::DKIM is missing: ${err.stderr ?? ''}`);
-    throw err;
-  });
+  const out = await run('/usr/bin/perl', [join(PEERS, 'mail-dkim-verify.pl'), '--dns', dns.server, ...files], 'Mail::DKIM verify', 120_000);
   const verdicts = new Map<string, string>();
-  for (const line of stdout.trim().split('\n')) {
-    const v = JSON.parse(line) as { file: string; index: number | null; result: string };
-    if (!verdicts.has(v.file)) verdicts.set(v.file, v.result);
-  }
+  for (const line of jsonLines(out)) if (!verdicts.has(String(line.file))) verdicts.set(String(line.file), String(line.result));
   return verdicts;
 }
 

@@ -32,6 +32,7 @@ import {
   type Peer,
   type SignStep,
 } from './interop-cases.js';
+import { jsonLines, run } from './peer-process.js';
 
 const pExecFile = promisify(execFile);
 
@@ -65,17 +66,6 @@ const HARNESS: InteropCase[] = [
 
 // ---- process helpers ----
 
-async function run(cmd: string, args: string[], what: string): Promise<Buffer> {
-  try {
-    const { stdout } = await pExecFile(cmd, args, { encoding: 'buffer', maxBuffer: 64 << 20, timeout: 60_000 });
-    return stdout;
-  } catch (err) {
-    const e = err as { code?: unknown; stderr?: Buffer; message: string };
-    const stderr = e.stderr ? e.stderr.toString('utf8').trim() : '';
-    throw new Error(`${what} failed (exit ${String(e.code)}): ${stderr || e.message}\n  command: ${cmd} ${args.join(' ')}`);
-  }
-}
-
 /** At most `n` calls of the returned function run at once. */
 function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
   let active = 0;
@@ -91,13 +81,6 @@ function limiter(n: number): <T>(fn: () => Promise<T>) => Promise<T> {
     }
   };
 }
-
-const jsonLines = (out: Buffer): Array<Record<string, unknown>> =>
-  out
-    .toString('utf8')
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
 
 async function requirePeer(cmd: string, args: string[], pkgs: string): Promise<string | null> {
   try {
