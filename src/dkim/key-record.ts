@@ -18,6 +18,11 @@ export interface PublicKeyRecord {
   readonly testing: boolean;
   /** t=s: i= must not be a subdomain of d=. */
   readonly strict: boolean;
+  /**
+   * v=DKIM1 stands after another tag. RFC 6376 §3.6.1 asks publishers to put it first; verifiers (OpenDKIM,
+   * dkimpy, Mail::DKIM, and so dkimgate) use such a record all the same, keycheck and doctor point it out.
+   */
+  readonly versionNotFirst: boolean;
   readonly publicKeyBase64: string;
 }
 
@@ -62,7 +67,6 @@ export function parseKeyRecord(txt: string): KeyRecordParse {
   const tags = parsed.tags;
   const v = tags.get('v');
   if (v !== undefined && v !== 'DKIM1') return fail('key_syntax', `unsupported key record version v=${preview(v)}`);
-  if (v !== undefined && tags.keys().next().value !== 'v') return fail('key_syntax', 'v= is not the first tag');
   const p = tags.get('p');
   if (p === undefined) return fail('key_syntax', 'key record has no p= tag');
   const keyData = removeFws(p);
@@ -113,6 +117,7 @@ export function parseKeyRecord(txt: string): KeyRecordParse {
       flags,
       testing: flags.includes('y'),
       strict: flags.includes('s'),
+      versionNotFirst: v !== undefined && tags.keys().next().value !== 'v',
       publicKeyBase64: keyData,
     },
   };

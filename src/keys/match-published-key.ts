@@ -63,6 +63,7 @@ function applicabilityProblems(key: PublicKeyRecord, algorithm: SignDigest): str
   const hash = algorithm === 'rsa-sha1' ? 'sha1' : 'sha256';
   if (key.hashes !== null && !key.hashes.includes(hash)) problems.push(`record h=${key.hashes.join(':')} excludes ${hash}`);
   if (key.services !== null && !key.services.includes('*') && !key.services.includes('email')) problems.push('record s= excludes email');
+  if (key.versionNotFirst) problems.push('v=DKIM1 is not the first tag: RFC 6376 §3.6.1 wants it first, strict verifiers refuse the record');
   if (key.keyType === 'rsa' && key.keyBits > MAX_RSA_KEY_BITS) problems.push(`RSA key of ${key.keyBits} bits: verifiers (dkimgate too) refuse keys over ${MAX_RSA_KEY_BITS} bits`);
   return problems;
 }

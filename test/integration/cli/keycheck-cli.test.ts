@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,6 +50,15 @@ describe('dkimgate keycheck', () => {
     expect(r.status).toBe(1);
     expect(r.stdout).toMatch(/^ok +rsa2026\._domainkey\.example\.com/m);
     expect(r.stdout).toMatch(/^FAIL s1\._domainkey\.example\.org: published key differs from the private key/m);
+  });
+
+  it('fails a record whose v=DKIM1 is not its first tag, naming the rule, though verifiers use it', async () => {
+    const reordered = join(dir, 'reordered.zone');
+    writeFileSync(reordered, readFileSync(published, 'latin1').replace('"v=DKIM1; k=rsa; ', '"k=rsa; v=DKIM1; '));
+    const r = await runCli(['keycheck', '--config', 'dkimgate.yaml', '--dns-zone', reordered], { cwd: dir });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(/^FAIL rsa2026\._domainkey\.example\.com: v=DKIM1 is not the first tag: RFC 6376 §3\.6\.1 wants it first/m);
+    expect(r.stdout).toMatch(/^ok +ed2026\._domainkey\.example\.com/m);
   });
 
   it('reports a selector that is not published at all', async () => {

@@ -43,7 +43,9 @@ function record(template: string): string {
 describe('key records (RFC 6376 §3.6.1, RFC 8463 §4)', () => {
   it.each([
     ['an RSA key with v= and k=', 'v=DKIM1; k=rsa; p={RSA}', { keyType: 'rsa', keyBits: 1024 }],
-    ['an RSA key without v= (optional)', 'p={RSA}', { keyType: 'rsa', keyBits: 1024 }],
+    ['an RSA key without v= (optional)', 'p={RSA}', { keyType: 'rsa', keyBits: 1024, versionNotFirst: false }],
+    ['v=DKIM1 after another tag (as OpenDKIM, dkimpy and Mail::DKIM read it)', 'k=rsa; v=DKIM1; p={RSA}', { keyType: 'rsa', versionNotFirst: true }],
+    ['v=DKIM1 first', 'v=DKIM1; k=rsa; p={RSA}', { versionNotFirst: false }],
     ['an RSA key without k= (rsa is the default)', 'v=DKIM1; p={RSA}', { keyType: 'rsa' }],
     ['k= in upper case', 'v=DKIM1; k=RSA; p={RSA}', { keyType: 'rsa' }],
     ['a PKCS#1 RSAPublicKey instead of SubjectPublicKeyInfo', 'v=DKIM1; k=rsa; p={PKCS1}', { keyType: 'rsa', keyBits: 1024 }],
@@ -95,8 +97,8 @@ describe('key record reasons', () => {
     ['a record without p=', 'v=DKIM1; k=rsa', 'key_syntax'],
     ['P= in upper case (tag names are case-sensitive)', 'v=DKIM1; P={RSA}', 'key_syntax'],
     ['v=DKIM2', 'v=DKIM2; p={RSA}', 'key_syntax'],
+    ['v=DKIM2 after another tag', 'k=rsa; v=DKIM2; p={RSA}', 'key_syntax'],
     ['v=dkim1 in lower case', 'v=dkim1; p={RSA}', 'key_syntax'],
-    ['v= not first', 'k=rsa; v=DKIM1; p={RSA}', 'key_syntax'],
     ['a duplicated tag', 'v=DKIM1; p={RSA}; p={RSA}', 'key_syntax'],
     ['a segment without "="', 'v=DKIM1; junk; p={RSA}', 'key_syntax'],
     ['a bad tag name', 'v=DKIM1; 1p=x; p={RSA}', 'key_syntax'],
