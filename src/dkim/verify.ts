@@ -255,8 +255,11 @@ export async function completeVerification(plan: VerificationPlan, bodies: BodyH
     }
     const body = bodies.result(p.bodySpec);
     // l= longer than the body cannot have been computed by the signer over this body: a body hash failure.
-    const bodyHashMatches = (p.sig.bodyLength === null || p.sig.bodyLength <= body.canonicalLength) && body.digest.equals(p.sig.bodyHash);
-    if (!bodyHashMatches) {
+    if (p.sig.bodyLength !== null && p.sig.bodyLength > body.canonicalLength) {
+      verdicts[p.index] = verdict(p.labels, 'body_hash_mismatch', `l=${p.sig.bodyLength} is longer than the ${body.canonicalLength}-byte body`, key);
+      continue;
+    }
+    if (!body.digest.equals(p.sig.bodyHash)) {
       verdicts[p.index] = verdict(p.labels, 'body_hash_mismatch', 'body hash did not verify', key);
       continue;
     }

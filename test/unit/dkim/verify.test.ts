@@ -207,6 +207,13 @@ describe('verification results (interface.md §2)', () => {
     expect(await verifyOne(appended)).toMatchObject({ result: 'policy', reason: 'body_length_short' });
   });
 
+  it('reports fail when l= is longer than the body, and says so', async () => {
+    const m = await sign(BASIC_MESSAGE, rsa, { bodyLengthLimit: true });
+    const l = Number(/\bl=(\d+)/.exec(m.toString('latin1'))![1]);
+    const cut = Buffer.from(m.toString('latin1').replace(/[^\n]*\r\n$/, ''), 'latin1');
+    expect(await verifyOne(cut)).toMatchObject({ result: 'fail', reason: 'body_hash_mismatch', detail: expect.stringMatching(new RegExp(`^l=${l} is longer than the \\d+-byte body$`)) });
+  });
+
   it('marks signatures beyond max_signatures neutral without evaluating them', async () => {
     let m = BASIC_MESSAGE;
     for (let i = 0; i < 3; i++) m = await sign(m, rsa);
