@@ -25,8 +25,11 @@ import { formatHostPort } from './config/address-syntax.js';
 
 export type RuntimeBuild = { kind: 'ok'; runtime: Runtime; resolver: DnsResolver; warnings: string[] } | { kind: 'error'; problems: string[] };
 
-/** Loads everything a configuration refers to; nothing is swapped in unless all of it loaded. */
-export async function buildRuntime(config: Config): Promise<RuntimeBuild> {
+/**
+ * Loads everything a configuration refers to; nothing is swapped in unless all of it loaded. `previous`
+ * (the running runtime, on reload) lends the keys it parsed, so unchanged keys are not parsed again.
+ */
+export async function buildRuntime(config: Config, previous?: Runtime): Promise<RuntimeBuild> {
   const problems: string[] = [];
   const warnings: string[] = [];
   let zoneRecords;
@@ -35,7 +38,7 @@ export async function buildRuntime(config: Config): Promise<RuntimeBuild> {
   } catch (err) {
     problems.push(`dns.zone_files: ${(err as Error).message}`);
   }
-  const keys = await loadKeyStore(resolveSigningSelectors(config));
+  const keys = await loadKeyStore(resolveSigningSelectors(config), previous?.keys);
   if (keys.kind === 'error') problems.push(...keys.problems);
   else warnings.push(...keys.warnings);
   let nextHopCa: Buffer | null = null;
@@ -217,7 +220,7 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
     addresses,
     metricsAddress: metricsServer ? metricsServer.address : null,
     async reload(next) {
-      const rebuilt = await buildRuntime(next);
+      const rebuilt = await buildRuntime(next, holder.get());
       if (rebuilt.kind === 'error') return rebuilt;
       const certificates = await readListenerCertificates(boundListen);
       if (certificates.kind === 'error') return { kind: 'error', problems: certificates.problems.map(describeFinding) };

@@ -1,9 +1,10 @@
 // The signing keys of one configuration: every key loaded once, one Signer per selector, grouped by From domain.
 // Touches: the key files (through loadPrivateKey), at start-up and reload only. Never logs or returns key material.
 
+import { createHash } from 'node:crypto';
 import type { SignCondition, SigningSelector } from '../config/config.js';
 import { createSigner, type Signer } from '../dkim/sign.js';
-import { KeyLoadError, loadPrivateKey, type LoadedKey, type PrivateKeyType } from './load-private-key.js';
+import { KeyLoadError, keySizeWarning, parsePrivateKeyPem, readPrivateKeyFile, type LoadedKey, type PrivateKeyType } from './load-private-key.js';
 
 /** One configured key, ready to sign with. */
 export interface SignerEntry {
@@ -29,7 +30,21 @@ export interface KeyStore {
   signersFor(fromDomain: string): readonly SignerEntry[];
   /** Number of entries (selectors). */
   readonly size: number;
+  /** The parsed keys in use, by the SHA-256 of their PEM text: the next load parses only keys that changed. */
+  readonly parsedKeys: ReadonlyMap<string, ParsedKey>;
 }
+
+/** A private key as parsed from its PEM text (without the warnings about its file). */
+export type ParsedKey = Omit<LoadedKey, 'warnings'>;
+
+type KeyOutcome = { kind: 'ok'; key: LoadedKey } | { kind: 'error'; message: string };
+
+/**
+ * Key files read at a time. Each parse of an RSA key is a few tenths of a millisecond on the event loop;
+ * with thousands of keys read all at once, their parses would run back to back in one turn (seconds,
+ * every session held). A few at a time, the sessions get their turns between reads.
+ */
+const KEY_FILES_AT_ONCE = 16;
 
 export type KeyStoreLoad =
   | { kind: 'ok'; store: KeyStore; warnings: string[] }
@@ -39,23 +54,24 @@ export type KeyStoreLoad =
 const NONE: readonly SignerEntry[] = Object.freeze([]);
 
 /**
- * Loads every distinct key file once (concurrently), then builds one Signer per selector. Any problem
- * fails the whole load (a half-loaded store would relay some mail unsigned); problems are reported
- * all at once. Warnings (e.g. a key readable by others) are reported once per key file.
+ * Loads every distinct key file once (a few at a time), then builds one Signer per selector. A key whose
+ * PEM text `previous` (the running store) already parsed is not parsed again, so a reload costs little
+ * with thousands of unchanged keys. Any problem fails the whole load (a half-loaded store would relay
+ * some mail unsigned); problems are reported all at once. Warnings (e.g. a key readable by others) are
+ * reported once per key file.
  */
-export async function loadKeyStore(selectors: readonly SigningSelector[]): Promise<KeyStoreLoad> {
+export async function loadKeyStore(selectors: readonly SigningSelector[], previous?: KeyStore): Promise<KeyStoreLoad> {
   const paths = [...new Set(selectors.map((s) => s.keyPath))];
-  const loaded = new Map<string, { kind: 'ok'; key: LoadedKey } | { kind: 'error'; message: string }>();
-  await Promise.all(
-    paths.map(async (path) => {
-      try {
-        loaded.set(path, { kind: 'ok', key: await loadPrivateKey(path) });
-      } catch (error) {
-        const message = error instanceof KeyLoadError ? error.message : `private key ${path} cannot be loaded (${String(error)})`;
-        loaded.set(path, { kind: 'error', message });
-      }
-    }),
-  );
+  const loaded = new Map<string, KeyOutcome>();
+  const parsedKeys = new Map<string, ParsedKey>();
+  let next = 0;
+  const loadSome = async (): Promise<void> => {
+    while (next < paths.length) {
+      const path = paths[next++]!;
+      loaded.set(path, await loadKey(path, parsedKeys, previous?.parsedKeys));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(KEY_FILES_AT_ONCE, paths.length) }, loadSome));
   const problems: string[] = [];
   const warnings: string[] = [];
   for (const path of paths) {
@@ -116,13 +132,29 @@ export async function loadKeyStore(selectors: readonly SigningSelector[]): Promi
     byFromDomain.set(domain, Object.freeze(entries));
     size += entries.length;
   }
-  return { kind: 'ok', store: new FrozenKeyStore(byFromDomain, size), warnings };
+  return { kind: 'ok', store: new FrozenKeyStore(byFromDomain, size, parsedKeys), warnings };
+}
+
+/** Reads and checks one key file; parses it unless a key of the same PEM text was parsed (this load or the last). */
+async function loadKey(path: string, parsedKeys: Map<string, ParsedKey>, reuse: ReadonlyMap<string, ParsedKey> | undefined): Promise<KeyOutcome> {
+  try {
+    const { pem, warnings } = await readPrivateKeyFile(path);
+    const digest = createHash('sha256').update(pem, 'latin1').digest('base64');
+    const parsed = parsedKeys.get(digest) ?? reuse?.get(digest) ?? parsePrivateKeyPem(pem, path);
+    parsedKeys.set(digest, parsed);
+    const sizeWarning = keySizeWarning(path, parsed.keyType, parsed.keyBits);
+    if (sizeWarning !== null) warnings.push(sizeWarning);
+    return { kind: 'ok', key: { ...parsed, warnings } };
+  } catch (error) {
+    return { kind: 'error', message: error instanceof KeyLoadError ? error.message : `private key ${path} cannot be loaded (${String(error)})` };
+  }
 }
 
 class FrozenKeyStore implements KeyStore {
   constructor(
     private readonly map: Map<string, readonly SignerEntry[]>,
     readonly size: number,
+    readonly parsedKeys: ReadonlyMap<string, ParsedKey>,
   ) {
     Object.freeze(this);
   }

@@ -58,6 +58,15 @@ const MAX_KEY_FILE_BYTES = 64 * 1024;
  * read-only mount), where it is harmless when nobody else shares the container.
  */
 export async function loadPrivateKey(path: string): Promise<LoadedKey> {
+  const { pem, warnings } = await readPrivateKeyFile(path);
+  const { keyObject, keyType, keyBits } = parsePrivateKeyPem(pem, path);
+  const sizeWarning = keySizeWarning(path, keyType, keyBits);
+  if (sizeWarning !== null) warnings.push(sizeWarning);
+  return { keyObject, keyType, keyBits, warnings };
+}
+
+/** The file half of loadPrivateKey: opens, checks and reads the key file; the PEM text is not parsed yet. */
+export async function readPrivateKeyFile(path: string): Promise<{ pem: string; warnings: string[] }> {
   const warnings: string[] = [];
   let handle;
   try {
@@ -114,10 +123,7 @@ export async function loadPrivateKey(path: string): Promise<LoadedKey> {
   } finally {
     await handle.close();
   }
-  const { keyObject, keyType, keyBits } = parsePrivateKeyPem(pem, path);
-  const sizeWarning = keySizeWarning(path, keyType, keyBits);
-  if (sizeWarning !== null) warnings.push(sizeWarning);
-  return { keyObject, keyType, keyBits, warnings };
+  return { pem, warnings };
 }
 
 /** Advice on a usable key's size (RFC 8301: 2048 bits recommended, verifiers need only handle 4096), or null. */

@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -160,5 +160,47 @@ describe('loadKeyStore', () => {
     const path = await keyFile('writable.pem', generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(), 0o666);
     const loaded = await loadKeyStore([selector({ keyPath: path, algorithm: 'ed25519-sha256' })]);
     expect(loaded.kind === 'error' && loaded.problems[0]).toMatch(/writable by others/);
+  });
+  describe('reloading with the running store', () => {
+    const pemOf = (key: KeyObject): string => key.export({ format: 'pem', type: 'pkcs8' }).toString();
+    const keyOf = (store: KeyStore, domain: string): KeyObject => store.signersFor(domain)[0]!.signer.config.privateKey;
+
+    it('parses only the keys whose files changed: a rotated file signs with its new key at once', async () => {
+      const rotating = await keyFile('rotating.pem', pemOf(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey));
+      const selectors = [selector({}), selector({ fromDomain: 'example.org', signingDomain: 'example.org', keyPath: rotating })];
+      const running = (await storeOf(selectors)).store;
+      const fresh = generateKeyPairSync('rsa', { modulusLength: 2048 });
+      await keyFile('rotating.pem', pemOf(fresh.privateKey));
+      const loaded = await loadKeyStore(selectors, running);
+      if (loaded.kind !== 'ok') throw new Error(loaded.problems.join('\n'));
+      expect(keyOf(loaded.store, 'example.com')).toBe(keyOf(running, 'example.com'));
+      expect(keyOf(loaded.store, 'example.org')).not.toBe(keyOf(running, 'example.org'));
+      const freshRecord = `v=DKIM1; k=rsa; p=${fresh.publicKey.export({ format: 'der', type: 'spki' }).toString('base64')}`;
+      const message = BASIC_MESSAGE.toString('latin1').replace(/^From: .*$/m, 'From: a@example.org');
+      const signed = await signMessage(Buffer.from(message, 'latin1'), loaded.store.signersFor('example.org').map((e) => e.signer), NOW);
+      if (signed.kind !== 'signed') throw new Error(signed.reason);
+      const report = await verifyMessage(Buffer.concat([Buffer.from(signed.fields.join(''), 'latin1'), Buffer.from(message, 'latin1')]), {
+        lookupTxt: tableLookup({ 's1._domainkey.example.org': freshRecord }),
+        nowSec: NOW,
+      });
+      expect(report.signatures.map((v) => v.result)).toEqual(['pass']);
+    });
+
+    it('still checks the file of an unchanged key: one made writable by others is refused', async () => {
+      const path = await keyFile('loosened.pem', pemOf(generateKeyPairSync('ed25519').privateKey));
+      const selectors = [selector({ keyPath: path, algorithm: 'ed25519-sha256' })];
+      const running = (await storeOf(selectors)).store;
+      await chmod(path, 0o666);
+      const loaded = await loadKeyStore(selectors, running);
+      expect(loaded.kind === 'error' && loaded.problems[0]).toMatch(/writable by others/);
+    });
+
+    it('parses a key once when several files hold it', async () => {
+      const pem = pemOf(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey);
+      const [a, b] = [await keyFile('same-a.pem', pem), await keyFile('same-b.pem', pem)];
+      const { store } = await storeOf([selector({ keyPath: a }), selector({ fromDomain: 'example.org', signingDomain: 'example.org', keyPath: b })]);
+      expect(keyOf(store, 'example.org')).toBe(keyOf(store, 'example.com'));
+      expect(store.parsedKeys.size).toBe(1);
+    });
   });
 });
