@@ -160,6 +160,11 @@ describe('hostile shapes cost time linear in their size (8n against n)', () => {
       const text = `relay_hosts:\n${Array.from({ length: n }, (_, i) => `  - 10.${(i >> 8) & 255}.${i & 255}.0/24`).join('\n')}\n`;
       return () => expect(parseConfigText(text, 'long.yaml').kind).toBe('ok');
     });
+    // a hosting provider's thousands of domains: parsed again at every SIGHUP, on the event loop
+    await expectLinear('YAML sign.domains of n domains', 500, (n) => {
+      const text = `sign:\n  domains:\n${Array.from({ length: n }, (_, i) => `    d${i}.example: { selector: s1 }`).join('\n')}\n`;
+      return () => expect(parseConfigText(text, 'domains.yaml').kind).toBe('ok');
+    });
   });
 
   it('parses a zone file of many records and a next hop that sends many replies', async () => {
