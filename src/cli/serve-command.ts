@@ -81,17 +81,22 @@ export const runServe: CommandRunner = async (argv, io) => {
   let onStop: (signal: string) => void = (signal) => {
     stopBeforeStart ??= signal;
   };
+  // Kept (not `once`) until we have stopped: a second SIGTERM or a Ctrl-C twice must not end the drain
+  // with the default action, cutting transactions whose message the next hop may already hold.
   const termHandler = () => onStop('SIGTERM');
   const intHandler = () => onStop('SIGINT');
-  process.once('SIGTERM', termHandler);
-  process.once('SIGINT', intHandler);
+  process.on('SIGTERM', termHandler);
+  process.on('SIGINT', intHandler);
+  const removeSignalHandlers = () => {
+    process.removeListener('SIGHUP', hupHandler);
+    process.removeListener('SIGTERM', termHandler);
+    process.removeListener('SIGINT', intHandler);
+  };
   let daemon;
   try {
     daemon = await startDaemon(config, logger, options);
   } catch (err) {
-    process.removeListener('SIGHUP', hupHandler);
-    process.removeListener('SIGTERM', termHandler);
-    process.removeListener('SIGINT', intHandler);
+    removeSignalHandlers();
     if (err instanceof StartupError) throw new CliError(`cannot start: ${err.problems.join('; ')}`);
     const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
     if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
@@ -126,10 +131,12 @@ export const runServe: CommandRunner = async (argv, io) => {
   if (hupBeforeStart) onHup();
   await new Promise<void>((resolve) => {
     onStop = (signal: string) => {
-      onStop = () => {}; // the other of SIGTERM/SIGINT while draining: already stopping
+      // Signals while draining are noted, not obeyed: the drain already ends by limits.drain_timeout.
+      onStop = (again) => logger.warn({ signal: again }, 'already stopping: transactions in flight get up to limits.drain_timeout');
+      onHup = () => logger.warn({ signal: 'SIGHUP' }, 'reload ignored: stopping');
       logger.info({ signal }, 'stopping: finishing transactions in flight');
-      process.removeListener('SIGHUP', hupHandler);
       void running.stop().then(() => {
+        removeSignalHandlers();
         logger.info('stopped');
         resolve();
       });

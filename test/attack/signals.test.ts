@@ -263,3 +263,25 @@ describe('SIGTERM under load', () => {
     console.log(`SIGTERM under load: ${accepted.size} accepted and held (${inFlightAtTerm} in flight at SIGTERM, ${finishedInDrain} finished during the drain), ${deferred.size} deferred or refused, ${ambiguous} ambiguous`);
   });
 });
+
+describe('signals during the drain', () => {
+  it('a SIGHUP, a second SIGTERM and a SIGINT while a message is at the next hop: noted, and the message still gets its 250; exit 0', { timeout: 60_000 }, async () => {
+    const next = await hop({ onData: { kind: 'delay', ms: 2000 } });
+    const { config } = await setUp('drain-signals', next.port);
+    const served = await startServeProcess(config);
+    const sent = sendMail(served.port, { data: numbered('drain-1'), timeoutMs: 20_000 });
+    await waitFor(() => next.messages.length === 1, 10_000);
+    served.child.kill('SIGTERM');
+    await waitFor(() => served.lines.find((l) => l.msg === 'stopping: finishing transactions in flight'), 5_000);
+    served.child.kill('SIGHUP');
+    served.child.kill('SIGTERM');
+    served.child.kill('SIGINT');
+    const reply = await sent;
+    expect(reply.final[0]?.code).toBe(250);
+    expect(await served.exited).toBe(0);
+    expect(served.lines.filter((l) => l.msg === 'already stopping: transactions in flight get up to limits.drain_timeout').map((l) => String(l.signal)).sort()).toEqual(['SIGINT', 'SIGTERM']);
+    expect(served.lines.some((l) => l.msg === 'reload ignored: stopping')).toBe(true);
+    expect(served.lines.some((l) => l.msg === 'stopped')).toBe(true);
+    expect(next.messages.map((m) => idOf(m.data))).toEqual(['drain-1']);
+  });
+});
