@@ -182,6 +182,7 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
         if (inFlight === 0 && drained) drained();
       },
     },
+    clients: { count: 0 },
   };
   const servers: SMTPServer[] = [];
   const addresses: Daemon['addresses'] = [];

@@ -39,6 +39,8 @@ export interface ListenerDeps {
   draining: () => boolean;
   /** Counts transactions in flight, for the drain. */
   inFlight: { start(): void; finish(): void };
+  /** Client connections of all listeners together: limits.max_clients bounds their sum. */
+  clients: { count: number };
 }
 
 interface Transaction {
@@ -57,6 +59,8 @@ interface Transaction {
 }
 
 interface SessionState {
+  /** Counted in deps.clients (admitted by onConnect). */
+  admitted: boolean;
   transaction: Transaction | null;
   /** DATA is being received or relayed: that code path ends the transaction. */
   inData: boolean;
@@ -106,7 +110,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   const stateOf = (session: SMTPServerSession): SessionState => {
     let state = sessions.get(session.id);
     if (!state) {
-      state = { transaction: null, inData: false, closed: false };
+      state = { admitted: false, transaction: null, inData: false, closed: false };
       sessions.set(session.id, state);
     }
     return state;
@@ -451,8 +455,12 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     logger: false,
     onConnect(session, callback) {
       deps.metrics.connectionOpened();
-      stateOf(session);
+      const state = stateOf(session);
       if (deps.draining()) return callback(replyError(REPLIES.shuttingDown));
+      // smtp-server's own maxClients counts one listener's connections; the limit is the daemon's.
+      if (deps.clients.count >= deps.runtime.get().config.limits.maxClients) return callback(replyError(REPLIES.tooManyConnections));
+      deps.clients.count++;
+      state.admitted = true;
       callback();
     },
     onAuth(auth, session, callback) {
@@ -483,6 +491,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     onClose(session) {
       const state = sessions.get(session.id);
       if (state) {
+        if (state.admitted) deps.clients.count--;
         state.closed = true;
         // A DATA in progress ends the transaction itself (and may log it as ambiguous).
         if (!state.inData) endTransaction(state, false);

@@ -303,6 +303,26 @@ describe('connection floods', () => {
     await stillServes(gate);
   });
 
+  it('counts the connections of all listeners together: max_clients 1 with an SMTP and an LMTP listener admits one', async () => {
+    const gate = await startGate({ maxClients: 1 }, { listen: [listener(), listener({ protocol: 'lmtp' })] });
+    const [smtpPort, lmtpPort] = gate.daemon.addresses.map((a) => a.port);
+    const first = await RawClient.open(smtpPort!);
+    try {
+      expect((await greeting(lmtpPort!)).text).toMatch(/^421 4\.7\.0 too many connections/);
+      expect((await greeting(smtpPort!)).code).toBe(421);
+    } finally {
+      first.close();
+    }
+    // the one that left makes room on either listener (once its close has reached the daemon)
+    let after = await greeting(lmtpPort!);
+    for (let i = 0; i < 50 && after.code !== 220; i++) {
+      await sleep(100);
+      after = await greeting(lmtpPort!);
+    }
+    after.client?.close();
+    expect(after.text).toMatch(/^220 .*LMTP/);
+  });
+
   it('tells the excess connection 421 4.7.0 in words', async () => {
     const gate = await startGate({ maxClients: 1 });
     const first = await RawClient.open(gate.port);
