@@ -256,7 +256,7 @@ export async function completeVerification(plan: VerificationPlan, bodies: BodyH
     const body = bodies.result(p.bodySpec);
     // l= longer than the body cannot have been computed by the signer over this body: a body hash failure.
     if (p.sig.bodyLength !== null && p.sig.bodyLength > body.canonicalLength) {
-      verdicts[p.index] = verdict(p.labels, 'body_hash_mismatch', `l=${p.sig.bodyLength} is longer than the ${body.canonicalLength}-byte body`, key);
+      verdicts[p.index] = verdict(p.labels, 'body_hash_mismatch', `l=${Number.isFinite(p.sig.bodyLength) ? p.sig.bodyLength : ' of more than 15 digits'} is longer than the ${body.canonicalLength}-byte body`, key);
       continue;
     }
     if (!body.digest.equals(p.sig.bodyHash)) {

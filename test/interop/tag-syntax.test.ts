@@ -102,6 +102,7 @@ const CASES: Case[] = [
   { name: 'l= the whole body', tags: SIG(` l=${CANON_BODY.length};`), ours: 'pass' },
   { name: 'l= part of the body', tags: SIG(' l=5;'), bodyOctets: 5, ours: 'policy:body_length_short', differs: 'interface.md §2: content past l= is policy (RFC 6376 §8.2)' },
   { name: 'l= longer than the body', tags: SIG(' l=1000;'), ours: 'fail:body_hash_mismatch', differs: 'the signer cannot have hashed 1000 octets of this body' },
+  { name: 'l= of 30 digits', tags: SIG(` l=${'9'.repeat(30)};`), ours: 'fail:body_hash_mismatch', differs: 'the signer cannot have hashed that many octets of this body' },
   { name: 'an unknown tag', tags: SIG(' foo=bar;'), ours: 'pass' },
   { name: 'an unknown tag with spaces in its value', tags: SIG(' foo=a b\tc;'), ours: 'pass' },
   { name: 'a duplicated tag', tags: SIG(' d=example.com;'), ours: 'neutral:duplicate_tag' },
