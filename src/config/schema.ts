@@ -304,11 +304,11 @@ export const CONFIG_SCHEMA: ObjectNode = {
       fields: {
         servers: {
           kind: 'list',
-          description: 'Resolvers instead of the system ones, e.g. ["127.0.0.1:5353", "[::1]:53"].',
+          description: 'Resolvers instead of the system ones, asked in turn within timeout, e.g. ["127.0.0.1:5353", "[::1]:53"].',
           item: text('IP[:PORT] or [IPv6]:PORT', { check: checkDnsServer }),
         },
         zone_files: { kind: 'list', description: 'Static TXT records in master-file form, answered first.', item: filePath('zone file') },
-        timeout: { kind: 'integer', min: 1, max: 600_000, description: 'Milliseconds per lookup.' },
+        timeout: { kind: 'integer', min: 1, max: 600_000, description: 'Milliseconds per lookup, shared by all the resolvers.' },
         cache_size: { kind: 'integer', min: 0, max: 10_000_000, description: 'Keys cached (0: no cache).' },
         cache_ttl: seconds('Longest time a found key is cached', false),
         negative_ttl: seconds('Time a missing key is cached', false),

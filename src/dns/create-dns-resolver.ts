@@ -1,10 +1,10 @@
-// The DNS adapter: TXT lookups from static zone records first, then node:dns, with a deadline, a cache and in-flight sharing.
+// The DNS adapter: TXT lookups from static zone records first, then the DNS servers in turn, with a cache and in-flight sharing.
 // Touches: the configured DNS servers over the network (or the system's), zone files at start-up; trusts no answer's shape.
 
 import { readFile } from 'node:fs/promises';
-import { Resolver } from 'node:dns/promises';
 import { isIPv4, isIPv6 } from 'node:net';
-import { MAX_TXT_ANSWER_BYTES, type TxtLookup, type TxtLookupOutcome } from '../dkim/txt-lookup.js';
+import type { TxtLookup, TxtLookupOutcome } from '../dkim/txt-lookup.js';
+import { askServersInTurn, systemServers } from './ask-servers-in-turn.js';
 import { LruCache } from './lru-cache.js';
 import { parseZoneFile, type ZoneTxtRecord } from './zone-file.js';
 
@@ -13,7 +13,7 @@ export type DnsResolverOptions = {
   servers: string[];
   /** Static records that answer before DNS (see loadZoneFiles). */
   zoneRecords?: ZoneTxtRecord[];
-  /** Longest time one lookup may take, DNS round trips included. */
+  /** Longest time one lookup may take, DNS round trips included; shared among the servers (see askServersInTurn). */
   timeoutMs: number;
   /** Most names kept in the cache; 0 disables caching. */
   cacheSize: number;
@@ -54,8 +54,8 @@ export function createDnsResolver(opts: DnsResolverOptions): DnsResolver {
   });
 
   const { timeoutMs } = opts;
-  const resolver = new Resolver({ timeout: timeoutMs, tries: 1 });
-  if (servers.length > 0) resolver.setServers(servers);
+  // The system's resolvers are listed here, so that each gets its turn within the deadline as listed ones do.
+  const asked = servers.length > 0 ? servers : systemServers();
   const zone = groupByName(opts.zoneRecords ?? []);
   const cache = new LruCache<TxtLookupOutcome>({ capacity: opts.cacheSize, nowMs: opts.nowMs ?? (() => performance.now()) });
   const inFlight = new Map<string, Promise<TxtLookupOutcome>>();
@@ -65,25 +65,6 @@ export function createDnsResolver(opts: DnsResolverOptions): DnsResolver {
     if (outcome.kind === 'found') return opts.cacheTtlSec * 1000;
     if (outcome.kind === 'nxdomain' || outcome.kind === 'nodata' || outcome.kind === 'too_large') return opts.negativeTtlSec * 1000;
     return 0; // timeout and servfail are transient: never cached
-  }
-
-  function query(name: string): Promise<TxtLookupOutcome> {
-    return new Promise<TxtLookupOutcome>((resolve) => {
-      // c-ares may take longer than its own timeout (it backs off); this deadline is the one that counts.
-      const timer = setTimeout(() => resolve({ kind: 'timeout' }), timeoutMs);
-      const settle = (outcome: TxtLookupOutcome): void => {
-        clearTimeout(timer);
-        resolve(outcome);
-      };
-      try {
-        resolver.resolveTxt(name).then(
-          (answers) => settle(outcomeOfAnswers(answers)),
-          (err: unknown) => settle(outcomeOfError(err)),
-        );
-      } catch {
-        settle({ kind: 'servfail' });
-      }
-    });
   }
 
   async function lookupTxt(rawName: string): Promise<TxtLookupOutcome> {
@@ -100,7 +81,7 @@ export function createDnsResolver(opts: DnsResolverOptions): DnsResolver {
       counts.misses++;
       let pending = inFlight.get(name);
       if (pending === undefined) {
-        pending = query(name).then((outcome) => {
+        pending = askServersInTurn(name, asked, timeoutMs).then((outcome) => {
           inFlight.delete(name);
           cache.set(name, outcome, ttlMsOf(outcome));
           return outcome;
@@ -168,30 +149,6 @@ function withPort(host: string, family: 4 | 6, portText: string | undefined): Se
   }
   const server = family === 4 ? `${host}:${port}` : `[${host}]:${port}`;
   return { kind: 'ok', host, port, family, server };
-}
-
-/** TXT records (each a list of character-strings) as an outcome; an oversized answer is neither kept nor cached. */
-function outcomeOfAnswers(answers: string[][]): TxtLookupOutcome {
-  if (answers.length === 0) return { kind: 'nodata' };
-  let bytes = 0;
-  for (const chunks of answers) for (const chunk of chunks) bytes += chunk.length;
-  if (bytes > MAX_TXT_ANSWER_BYTES) return { kind: 'too_large', bytes };
-  return { kind: 'found', records: answers.map((chunks) => chunks.join('')) };
-}
-
-/** node:dns error codes to the closed set of TxtLookupOutcome. */
-function outcomeOfError(err: unknown): TxtLookupOutcome {
-  const code = typeof err === 'object' && err !== null && 'code' in err ? (err as { code: unknown }).code : undefined;
-  switch (code) {
-    case 'ENOTFOUND':
-      return { kind: 'nxdomain' };
-    case 'ENODATA':
-      return { kind: 'nodata' };
-    case 'ETIMEOUT':
-      return { kind: 'timeout' };
-    default:
-      return { kind: 'servfail' }; // ESERVFAIL, EREFUSED, ECONNREFUSED, EBADRESP, EFORMERR, …
-  }
 }
 
 function groupByName(records: ZoneTxtRecord[]): Map<string, string[]> {

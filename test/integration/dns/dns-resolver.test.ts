@@ -16,6 +16,7 @@ const LONG_KEY = `v=DKIM1; k=rsa; p=${'A'.repeat(700)}`; // served as three char
 let dns: RunningDnsServer;
 let silent: SilentDnsServer;
 let silent6: SilentDnsServer;
+let silent2: SilentDnsServer;
 
 beforeAll(async () => {
   dns = await startDnsServer({
@@ -35,12 +36,14 @@ beforeAll(async () => {
   });
   silent = await startSilentDnsServer();
   silent6 = await startSilentDnsServer({ host: '::1' });
+  silent2 = await startSilentDnsServer();
 });
 
 afterAll(async () => {
   await dns?.stop();
   await silent?.stop();
   await silent6?.stop();
+  await silent2?.stop();
 });
 
 function resolverFor(server: string, overrides: Partial<DnsResolverOptions> = {}) {
@@ -133,6 +136,59 @@ describe('the lookup deadline', () => {
     expect(await resolver.lookupTxt('again._domainkey.example.test')).toEqual({ kind: 'timeout' });
     expect(silent.received()).toBeGreaterThan(afterFirst);
     expect(resolver.stats()).toEqual({ hits: 0, misses: 2 });
+  });
+});
+
+describe('several servers', () => {
+  let refusing: RunningDnsServer;
+  beforeAll(async () => {
+    refusing = await startDnsServer({ txt: {}, servfail: ['example.test'] });
+  });
+  afterAll(async () => {
+    await refusing?.stop();
+  });
+  const S1 = { kind: 'found', records: ['v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo='] };
+
+  it('asks the next server when the first is silent, and answers within the deadline', async () => {
+    const resolver = createDnsResolver({ servers: [silent.server, dns.server], timeoutMs: 2000, cacheSize: 0, cacheTtlSec: 0, negativeTtlSec: 0 });
+    const before = silent.received();
+    const started = performance.now();
+    expect(await resolver.lookupTxt('s1._domainkey.example.test')).toEqual(S1);
+    // The silent one was asked first and had its share (half of the 2 s), not the whole deadline.
+    expect(silent.received()).toBeGreaterThan(before);
+    expect(performance.now() - started).toBeLessThan(1900);
+  });
+
+  it('takes an NXDOMAIN from the second server as the answer', async () => {
+    const resolver = resolverFor(silent.server, { servers: [silent.server, dns.server], timeoutMs: 1000 });
+    expect(await resolver.lookupTxt('nope._domainkey.example.test')).toEqual({ kind: 'nxdomain' });
+  });
+
+  it('asks the next server at once when the first refuses', async () => {
+    const resolver = resolverFor(refusing.server, { servers: [refusing.server, dns.server], timeoutMs: 4000 });
+    const started = performance.now();
+    expect(await resolver.lookupTxt('s1._domainkey.example.test')).toEqual(S1);
+    expect(refusing.queries()).toContain('TXT s1._domainkey.example.test');
+    expect(performance.now() - started).toBeLessThan(1500); // not after the first server's share of 2 s
+  });
+
+  it('reports servfail when every server refuses', async () => {
+    const resolver = resolverFor(refusing.server, { servers: [refusing.server, dns.server] });
+    expect(await resolver.lookupTxt('k._domainkey.broken.example.test')).toEqual({ kind: 'servfail' });
+  });
+
+  it('gives every silent server its turn within the deadline and sends nothing after it', async () => {
+    const resolver = resolverFor(silent.server, { servers: [silent.server, silent2.server], timeoutMs: 300 });
+    const before = [silent.received(), silent2.received()];
+    const started = performance.now();
+    expect(await resolver.lookupTxt('both-silent._domainkey.example.test')).toEqual({ kind: 'timeout' });
+    expect(performance.now() - started).toBeLessThan(300 + 150);
+    const atDeadline = [silent.received(), silent2.received()];
+    expect(atDeadline[0]).toBeGreaterThan(before[0]!);
+    expect(atDeadline[1]).toBeGreaterThan(before[1]!);
+    // c-ares would otherwise go on retrying past the deadline (the second server at twice the timeout).
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect([silent.received(), silent2.received()]).toEqual(atDeadline);
   });
 });
 
