@@ -23,7 +23,7 @@ Checks every domain and selector of the sign section, one line per check:
   key size    RSA 2048 to 4096 bits or Ed25519, of the selector's digest (warn under 2048)
   DNS record  S._domainkey.D has a TXT record
   matches     a record parses, holds the private key's public half and applies to the digest
-              (h=, s=); warn on t=y (testing)
+              (h=, s=), and no other valid key is published beside it; warn on t=y (testing)
   ed25519     for ed25519-sha256 selectors: a record is k=ed25519 with the raw 32-byte key (RFC 8463)
   in use      some client can get the signature: a relay_hosts block, or AUTH users allowed the domain
 Each line starts with ok, warn, FAIL, or skip (not checked: it needs what failed above). The exit

@@ -14,6 +14,7 @@ export const KEYCHECK_USAGE = `usage: dkimgate keycheck [--config FILE] [--dns-s
 
 For every domain and selector in the sign section, looks up S._domainkey.D and tells whether the
 published key matches the private key. One line per pair; exit status 1 on any mismatch or error.
+Another valid key published beside ours is a mismatch too: verifiers may pick either record.
 --dns-zone files answer before DNS (after the config's dns.zone_files): pass the zone fragment you
 are about to publish to test it before publishing. --dns-server replaces the config's dns.servers.
 The configuration is FILE, else $DKIMGATE_CONFIG, else config/dkimgate.yaml when present, else the

@@ -7,7 +7,7 @@ import type { SignDigest, SigningSelector } from '../config/config.js';
 import { MAX_RSA_KEY_BITS, parseKeyRecord, type PublicKeyRecord } from '../dkim/key-record.js';
 
 export type PublishedKeyMatch =
-  /** A record holds our public key; `problems` say why receivers would still not use it for our signatures. */
+  /** A record holds our public key; `problems` say why receivers would still not (always) use it for our signatures. */
   | { kind: 'match'; record: PublicKeyRecord; problems: string[] }
   /** No record holds our public key: one reason per record. */
   | { kind: 'no_match'; problems: string[] };
@@ -31,7 +31,7 @@ export function matchPublishedKey(records: readonly string[], privateKey: KeyObj
       problems.push('published key differs from the private key');
       continue;
     }
-    return { kind: 'match', record: parsed.key, problems: applicabilityProblems(parsed.key, algorithm) };
+    return { kind: 'match', record: parsed.key, problems: [...applicabilityProblems(parsed.key, algorithm), ...otherKeyProblems(records, mine)] };
   }
   if (records.length === 0) problems.push('no TXT record');
   return { kind: 'no_match', problems };
@@ -66,6 +66,21 @@ function applicabilityProblems(key: PublicKeyRecord, algorithm: SignDigest): str
   if (key.versionNotFirst) problems.push('v=DKIM1 is not the first tag: RFC 6376 §3.6.1 wants it first, strict verifiers refuse the record');
   if (key.keyType === 'rsa' && key.keyBits > MAX_RSA_KEY_BITS) problems.push(`RSA key of ${key.keyBits} bits: verifiers (dkimgate too) refuse keys over ${MAX_RSA_KEY_BITS} bits`);
   return problems;
+}
+
+/**
+ * A verifier uses any one valid key record of the name (RFC 6376 §3.6.2.2; dkimgate takes the first), so
+ * another key published beside ours makes our signatures fail whenever it is the one picked.
+ */
+function otherKeyProblems(records: readonly string[], mine: Buffer): string[] {
+  const others: string[] = [];
+  for (const txt of records) {
+    const parsed = parseKeyRecord(txt);
+    if (parsed.kind === 'ok' && !publicDer(parsed.key.publicKey).equals(mine)) others.push(`${parsed.key.keyType} ${parsed.key.keyBits} bits`);
+  }
+  if (others.length === 0) return [];
+  const what = others.length === 1 ? `another valid key record (${others[0]}) is` : `${others.length} other valid key records (${others.join(', ')}) are`;
+  return [`${what} published beside ours: verifiers use any one of them, so signatures fail whenever they pick another; remove ${others.length === 1 ? 'it' : 'them'} and keep only ours (a new key goes under a new selector)`];
 }
 
 /** The public half as comparable bytes: SPKI DER for RSA and Ed25519 alike. */

@@ -45,6 +45,7 @@ beforeAll(async () => {
   writeKey('wrongtype.example', 's1', ed);
   writeKey('quiet.example', 's1', rsa);
   writeKey('notyet.example', 's1', rsa);
+  writeKey('stale.example', 's1', rsa);
   writeFileSync(join(dir, 'users'), `alice:${bcrypt.hashSync('secret', 4)}\nbob:${bcrypt.hashSync('secret', 4)}:elsewhere.example\n`);
   // The fragment keygen prints for it, not yet in DNS.
   writeFileSync(join(dir, 'notyet.zone'), `${formatTxtRecordZone('s1', 'notyet.example', rsa.record)}\n`);
@@ -61,6 +62,8 @@ beforeAll(async () => {
       's1._domainkey.testing.example': `v=DKIM1; t=y; k=rsa; p=${rsa.p}`,
       's1._domainkey.wrongtype.example': ed.record,
       's1._domainkey.quiet.example': rsa.record,
+      // ours and a stale one: a verifier may pick either
+      's1._domainkey.stale.example': [[other.record], [rsa.record]],
     },
   });
   silent = await startSilentDnsServer();
@@ -116,6 +119,10 @@ describe('dkimgate doctor', () => {
     ['a key of the wrong type for the digest', 'wrongtype.example', '{ selector: s1 }', [/^FAIL s1\._domainkey\.wrongtype\.example key size: Ed25519, but the digest is rsa-sha256: set digest: ed25519-sha256/]],
     ['a selector that is not published', 'notyet.example', '{ selector: s1 }', [/^FAIL s1\._domainkey\.notyet\.example DNS record: not published \(no such name\); publish the record dkimgate keygen printed$/, /^skip .* matches: no record$/]],
     ['a record holding another key', 'differs.example', '{ selector: s1 }', [/^FAIL s1\._domainkey\.differs\.example matches: published key differs from the private key \(private key keys\/differs\.example\/s1\.pem\)$/]],
+    ['another valid key published beside ours', 'stale.example', '{ selector: s1 }', [
+      /^ok   s1\._domainkey\.stale\.example DNS record: published \(2 TXT records\)$/,
+      /^FAIL s1\._domainkey\.stale\.example matches: another valid key record \(rsa 2048 bits\) is published beside ours: verifiers use any one of them, so signatures fail whenever they pick another; remove it and keep only ours/,
+    ]],
     ['a record that does not parse', 'broken.example', '{ selector: s1 }', [/^FAIL s1\._domainkey\.broken\.example matches: p= is not valid base64/]],
     ['an Ed25519 record with the whole SubjectPublicKeyInfo', 'spki.example', '{ selector: ed1, digest: ed25519-sha256 }', [
       /^FAIL ed1\._domainkey\.spki\.example matches: ed25519 p= holds a SubjectPublicKeyInfo/,

@@ -52,6 +52,17 @@ describe('dkimgate keycheck', () => {
     expect(r.stdout).toMatch(/^FAIL s1\._domainkey\.example\.org: published key differs from the private key/m);
   });
 
+  it('fails a selector that publishes another valid key beside ours, whichever comes first', async () => {
+    const stale = readFileSync(join(dir, 'wrong.zone'), 'latin1').replace('s1._domainkey.example.org.', 'rsa2026._domainkey.example.com.');
+    for (const [name, text] of [['stale-first.zone', stale + readFileSync(published, 'latin1')], ['stale-last.zone', readFileSync(published, 'latin1') + stale]]) {
+      writeFileSync(join(dir, name!), text!);
+      const r = await runCli(['keycheck', '--config', 'dkimgate.yaml', '--dns-zone', name!], { cwd: dir });
+      expect(r.status, name).toBe(1);
+      expect(r.stdout).toMatch(/^FAIL rsa2026\._domainkey\.example\.com: another valid key record \(rsa 2048 bits\) is published beside ours: .*remove it/m);
+      expect(r.stdout).toMatch(/^ok +ed2026\._domainkey\.example\.com/m);
+    }
+  });
+
   it('fails a record whose v=DKIM1 is not its first tag, naming the rule, though verifiers use it', async () => {
     const reordered = join(dir, 'reordered.zone');
     writeFileSync(reordered, readFileSync(published, 'latin1').replace('"v=DKIM1; k=rsa; ', '"k=rsa; v=DKIM1; '));
