@@ -6,9 +6,9 @@ import { stat } from 'node:fs/promises';
 import { DEMO } from '../config/built-in-config.js';
 import type { Config, SigningSelector } from '../config/config.js';
 import { resolveSigningSelectors } from '../config/resolve-signing-selectors.js';
-import { MAX_TXT_ANSWER_BYTES, type TxtLookup, type TxtLookupOutcome } from '../dkim/txt-lookup.js';
+import type { TxtLookup } from '../dkim/txt-lookup.js';
 import { KeyLoadError, keySizeWarning, loadPrivateKey, type LoadedKey, type KeyLoadErrorCode } from '../keys/load-private-key.js';
-import { checkEd25519Records, matchPublishedKey, publishedKeyName } from '../keys/match-published-key.js';
+import { checkEd25519Records, matchPublishedKey, publishedKeyName, unpublishedProblem } from '../keys/match-published-key.js';
 import { isReachable, signingReach, type UsersSummary } from '../policy/signing-reach.js';
 import { loadUsersFile } from '../smtp/users-file.js';
 import type { CommandRunner } from './cli-error.js';
@@ -95,7 +95,7 @@ async function diagnoseSelector(sel: SigningSelector, ctx: DoctorContext): Promi
 
   // DNS record
   const records = lookup.kind === 'found' ? lookup.records : [];
-  lines.push(records.length > 0 ? line('ok', 'DNS record', `published (${records.length} TXT record${records.length === 1 ? '' : 's'})`) : line('FAIL', 'DNS record', notPublished(lookup)));
+  lines.push(records.length > 0 ? line('ok', 'DNS record', `published (${records.length} TXT record${records.length === 1 ? '' : 's'})`) : line('FAIL', 'DNS record', unpublishedProblem(lookup)));
 
   // matches
   if (key.kind === 'error' || records.length === 0) {
@@ -130,14 +130,6 @@ function keySizeLine(sel: SigningSelector, key: LoadedKey, line: LineMaker): Doc
   if (key.keyType !== wanted) return line('FAIL', 'key size', `${described}, but the digest is ${sel.algorithm}: set digest: ${key.keyType === 'rsa' ? 'rsa-sha256' : 'ed25519-sha256'} or use another key`);
   const warning = keySizeWarning(sel.keyPath, key.keyType, key.keyBits);
   return warning === null ? line('ok', 'key size', `${described}, digest ${sel.algorithm}`) : line('warn', 'key size', warning);
-}
-
-function notPublished(lookup: TxtLookupOutcome): string {
-  if (lookup.kind === 'timeout' || lookup.kind === 'servfail') {
-    return `the lookup failed (${lookup.kind}), so it is not known whether it is published; check dns.servers or --dns-server`;
-  }
-  if (lookup.kind === 'too_large') return `the TXT answer is ${lookup.bytes} bytes, over ${MAX_TXT_ANSWER_BYTES}: receivers refuse it; publish only the key record there`;
-  return `not published (${lookup.kind === 'nxdomain' ? 'no such name' : 'no TXT record'}); publish the record dkimgate keygen printed`;
 }
 
 function inUseLine(sel: SigningSelector, ctx: DoctorContext, line: LineMaker): DoctorLine {

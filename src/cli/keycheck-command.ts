@@ -4,7 +4,7 @@
 import type { SigningSelector } from '../config/config.js';
 import type { TxtLookup } from '../dkim/txt-lookup.js';
 import { loadPrivateKey } from '../keys/load-private-key.js';
-import { matchPublishedKey, publishedKeyName } from '../keys/match-published-key.js';
+import { matchPublishedKey, publishedKeyName, unpublishedProblem } from '../keys/match-published-key.js';
 import type { CommandRunner } from './cli-error.js';
 import { loadCliConfig } from './config-option.js';
 import { createCliLookup, parseConfigAndDnsArgs } from './dns-options.js';
@@ -34,8 +34,7 @@ export async function checkSelector(sel: SigningSelector, lookupTxt: TxtLookup):
   }
   const outcome = await lookupTxt(label);
   if (outcome.kind !== 'found' || outcome.records.length === 0) {
-    const why = outcome.kind === 'found' || outcome.kind === 'nodata' ? 'no TXT record' : outcome.kind === 'too_large' ? `TXT answer of ${outcome.bytes} bytes, too large` : outcome.kind;
-    return { ok: false, text: `FAIL ${label}: not published (${why}); publish the record printed by dkimgate keygen` };
+    return { ok: false, text: `FAIL ${label}: ${unpublishedProblem(outcome)}` };
   }
   const match = matchPublishedKey(outcome.records, privateKey.keyObject, sel.algorithm);
   if (match.kind === 'no_match') return { ok: false, text: `FAIL ${label}: ${match.problems.join('; ')} (private key ${sel.keyPath})` };

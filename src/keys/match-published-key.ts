@@ -1,10 +1,11 @@
 // Does DNS publish our key? Compares a selector's TXT records with its private key, and checks an Ed25519
-// selector's records against RFC 8463. The one home of these judgements, for keycheck and doctor. Pure.
+// selector's records against RFC 8463, and says what a missing record means. The one home of these judgements, for keycheck and doctor. Pure.
 // Input: TXT record texts from DNS (untrusted) and a private key loaded by loadPrivateKey.
 
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { SignDigest, SigningSelector } from '../config/config.js';
 import { MAX_RSA_KEY_BITS, parseKeyRecord, type PublicKeyRecord } from '../dkim/key-record.js';
+import { MAX_TXT_ANSWER_BYTES, type TxtLookupOutcome } from '../dkim/txt-lookup.js';
 
 export type PublishedKeyMatch =
   /** A record holds our public key; `problems` say why receivers would still not (always) use it for our signatures. */
@@ -15,6 +16,19 @@ export type PublishedKeyMatch =
 /** The DNS name of a selector's key record: S._domainkey.D. */
 export function publishedKeyName(sel: Pick<SigningSelector, 'selector' | 'signingDomain'>): string {
   return `${sel.selector}._domainkey.${sel.signingDomain}`;
+}
+
+/**
+ * What a lookup that found no record means for the selector, and what to do. A failed lookup (timeout,
+ * SERVFAIL) says nothing about whether the record is published: the resolvers are what to check. A found
+ * answer without records counts as no TXT record.
+ */
+export function unpublishedProblem(lookup: TxtLookupOutcome): string {
+  if (lookup.kind === 'timeout' || lookup.kind === 'servfail') {
+    return `the lookup failed (${lookup.kind}), so it is not known whether it is published; check dns.servers or --dns-server`;
+  }
+  if (lookup.kind === 'too_large') return `the TXT answer is ${lookup.bytes} bytes, over ${MAX_TXT_ANSWER_BYTES}: receivers refuse it; publish only the key record there`;
+  return `not published (${lookup.kind === 'nxdomain' ? 'no such name' : 'no TXT record'}); publish the record dkimgate keygen printed`;
 }
 
 /** Finds the record that publishes `privateKey`'s public half and checks that it applies to `algorithm`. */

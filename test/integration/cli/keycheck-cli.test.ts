@@ -2,10 +2,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { useDnsServers } from '../../helpers/dns-server.js';
 import { runCli } from '../../helpers/run-cli.js';
 
 let dir: string;
 let published: string;
+// dnsmasq holding no record (every name NXDOMAIN) and a server that never answers
+const servers = useDnsServers({});
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'dkimgate-keycheck-'));
@@ -73,10 +76,20 @@ describe('dkimgate keycheck', () => {
   });
 
   it('reports a selector that is not published at all', async () => {
-    const empty = join(dir, 'empty.zone');
-    writeFileSync(empty, '; nothing published yet\n');
-    const r = await runCli(['keycheck', '--config', 'dkimgate.yaml', '--dns-zone', empty, '--dns-server', '127.0.0.1:1'], { cwd: dir });
+    const r = await runCli(['keycheck', '--config', 'dkimgate.yaml', '--dns-server', servers.dns.server], { cwd: dir });
     expect(r.status).toBe(1);
-    expect(r.stdout).toMatch(/^FAIL rsa2026\._domainkey\.example\.com: not published/m);
+    expect(r.stdout).toMatch(/^FAIL rsa2026\._domainkey\.example\.com: not published \(no such name\); publish the record dkimgate keygen printed$/m);
+  });
+
+  it.each([
+    ['refused (servfail)', () => '127.0.0.1:1', 'servfail'],
+    ['unanswered (timeout)', () => servers.silent.server, 'timeout'],
+  ])('does not call a selector unpublished when the lookup is %s', async (_name, server, kind) => {
+    writeFileSync(join(dir, 'short-timeout.yaml'), `${readFileSync(join(dir, 'dkimgate.yaml'), 'utf8')}dns: { timeout: 500 }\n`);
+    const r = await runCli(['keycheck', '--config', 'short-timeout.yaml', '--dns-server', server()], { cwd: dir });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toContain(
+      `FAIL rsa2026._domainkey.example.com: the lookup failed (${kind}), so it is not known whether it is published; check dns.servers or --dns-server\n`,
+    );
   });
 });
