@@ -1,4 +1,5 @@
-// Builds the TXT lookup for commands from the configuration's dns section and --dns-server / --dns-zone (interface.md §1).
+// Builds the TXT lookup for commands from the configuration's dns section and --dns-server / --dns-zone (interface.md §1),
+// and checks those options for sign, which takes them but looks nothing up.
 // Touches: zone files (read once) and, through the resolver, the DNS servers named.
 
 import { parseArgs } from 'node:util';
@@ -41,11 +42,8 @@ export function parseConfigAndDnsArgs(command: string, argv: string[]): ConfigAn
  * --dns-server replaces dns.servers and --dns-zone files answer after dns.zone_files.
  */
 export async function createCliLookup(dns: DnsConfig, flags: DnsFlags): Promise<TxtLookup> {
+  checkServerFlags(flags);
   const servers = flags.servers ?? dns.servers;
-  for (const s of flags.servers ?? []) {
-    const parsed = parseServerAddress(s);
-    if (parsed.kind === 'error') throw new UsageError(`--dns-server ${s}: ${parsed.reason}`);
-  }
   const zoneRecords = [...(await loadZones(dns.zoneFiles, 'dns.zone_files:')), ...(await loadZones(flags.zones ?? [], '--dns-zone'))];
   const resolver = createDnsResolver({
     servers,
@@ -56,6 +54,22 @@ export async function createCliLookup(dns: DnsConfig, flags: DnsFlags): Promise<
     negativeTtlSec: dns.negativeTtl,
   });
   return resolver.lookupTxt;
+}
+
+/**
+ * For a command that takes the shared DNS options but looks nothing up (sign): refuses what verify refuses,
+ * a bad --dns-server address or a --dns-zone file that cannot be read or parsed.
+ */
+export async function checkDnsFlags(flags: DnsFlags): Promise<void> {
+  checkServerFlags(flags);
+  await loadZones(flags.zones ?? [], '--dns-zone');
+}
+
+function checkServerFlags(flags: DnsFlags): void {
+  for (const s of flags.servers ?? []) {
+    const parsed = parseServerAddress(s);
+    if (parsed.kind === 'error') throw new UsageError(`--dns-server ${s}: ${parsed.reason}`);
+  }
 }
 
 async function loadZones(paths: string[], origin: string) {

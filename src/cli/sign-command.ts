@@ -1,5 +1,5 @@
 // `dkimgate sign`: signs one message with the options of the daemon's sign section and prints it.
-// Touches: the private key file (read once), the message file or stdin; writes stdout.
+// Touches: the private key file (read once), --dns-zone files (only checked), the message file or stdin; writes stdout.
 
 import { parseArgs } from 'node:util';
 import { DEFAULTS } from '../config/defaults.js';
@@ -8,12 +8,13 @@ import type { Canonicalization, SigningAlgorithm } from '../dkim/signature.js';
 import { loadPrivateKey } from '../keys/load-private-key.js';
 import { detectLineEnding, toCrlf } from '../mail/line-endings.js';
 import { CliError, UsageError, type CommandRunner } from './cli-error.js';
+import { checkDnsFlags, DNS_OPTIONS } from './dns-options.js';
 import { assertPrependable, parseNow, readMessage } from './read-input.js';
 
 export const SIGN_USAGE = `usage: dkimgate sign --domain D --selector S --key FILE [--digest rsa-sha256|rsa-sha1|ed25519-sha256]
                      [--header-canon relaxed|simple] [--body-canon relaxed|simple] [--headerlist LIST]
                      [--identity ADDR] [--lifetime HOURS] [--body-length-limit] [--copy-headers]
-                     [--now UNIX] [FILE]
+                     [--now UNIX] [--dns-server HOST[:PORT]]... [--dns-zone FILE]... [FILE]
 
 Signs the message in FILE (or stdin) and prints it with the DKIM-Signature field prepended,
 otherwise byte-exact. Options mean what they mean in the daemon's sign section.
@@ -32,6 +33,8 @@ otherwise byte-exact. Options mean what they mean in the daemon's sign section.
   --body-length-limit   add l= (the signed body length)
   --copy-headers        add z= (copies of the signed header fields)
   --now UNIX            signing time (t=)
+  --dns-server H[:P]    taken as verify takes them (the DNS options are shared) and checked, but
+  --dns-zone FILE       signing looks nothing up: they change nothing
 `;
 
 function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[], fallback: T): T {
@@ -58,6 +61,7 @@ export const runSign: CommandRunner = async (argv, io) => {
       'body-length-limit': { type: 'boolean', default: false },
       'copy-headers': { type: 'boolean', default: false },
       now: { type: 'string' },
+      ...DNS_OPTIONS,
       help: { type: 'boolean', default: false },
     },
   });
@@ -75,6 +79,7 @@ export const runSign: CommandRunner = async (argv, io) => {
     throw new UsageError(`--lifetime ${values.lifetime}: expected hours >= 0`);
   }
   const nowSec = parseNow(values.now);
+  await checkDnsFlags({ servers: values['dns-server'], zones: values['dns-zone'] });
   const key = await loadPrivateKey(values.key!).catch((err: Error) => {
     throw new CliError(err.message);
   });

@@ -66,6 +66,15 @@ describe('dkimgate sign and verify', () => {
     ]);
   });
 
+  it('takes the shared --dns-server and --dns-zone options and signs exactly as without them', async () => {
+    const plain = await signFile('msg-crlf.eml');
+    const withDns = await signFile('msg-crlf.eml', ['--dns-server', '127.0.0.1:1', '--dns-server', '[::1]:5353', '--dns-zone', zone]);
+    expect(withDns.stderr).toBe('');
+    expect(withDns.status).toBe(0);
+    expect(withDns.stdoutBytes.equals(plain.stdoutBytes)).toBe(true);
+    expect((await runCli(['sign', '--help'])).stdout).toMatch(/--dns-zone FILE +signing looks nothing up/);
+  });
+
   it('honours every signing option of the contract', async () => {
     const signed = await signFile('msg-crlf.eml', [
       '--header-canon', 'simple', '--body-canon', 'simple', '--headerlist', 'From:From:Subject:To:Cc?',
@@ -141,7 +150,8 @@ describe('dkimgate command-line errors', () => {
     [['verify', '--now', 'yesterday'], 2, /--now yesterday/],
     [['verify', '--min-key-bits', '16384'], 2, /--min-key-bits 16384: expected a whole number from 1 to 8192/],
     [['verify', '--max-signatures', '5000'], 2, /--max-signatures 5000: expected a whole number from 1 to 1000/],
-    [['verify', '--dns-server', 'not a server'], 2, /--dns-server/],
+    [['verify', '--dns-server', 'not a server'], 2, /--dns-server not a server: "not a server" is not an IPv4 address/],
+    [['sign', '--domain', 'example.com', '--selector', 's1', '--key', 'k.pem', '--dns-server', 'not a server'], 2, /^dkimgate sign: --dns-server not a server: "not a server" is not an IPv4 address/],
     [['frobnicate'], 2, /unknown command "frobnicate"/],
   ])('dkimgate %j exits %i with one clear line', async (args, status, message) => {
     const r = await runCli(args as string[]);
