@@ -3,7 +3,7 @@
 // Touches: process argv, stdio and exit code; everything else happens in the commands.
 
 import { readFileSync } from 'node:fs';
-import { CliError, EXIT_RUNTIME, EXIT_USAGE, type CliIo, type CommandRunner } from './cli/cli-error.js';
+import { CliError, EXIT_RUNTIME, EXIT_USAGE, usageErrorOf, type CliIo, type CommandRunner } from './cli/cli-error.js';
 
 const USAGE = `usage: dkimgate <command> [options]
 
@@ -64,15 +64,11 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
     return await (await load())(rest, io);
   } catch (err) {
     if (debug) io.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
-    const code = (err as NodeJS.ErrnoException).code;
-    if (err instanceof CliError) {
-      io.stderr.write(`dkimgate ${command}: ${err.message}\n`);
-      return err.exitCode;
-    }
-    // node:util parseArgs reports usage errors with these codes.
-    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
-      io.stderr.write(`dkimgate ${command}: ${(err as Error).message} (run dkimgate ${command} --help)\n`);
-      return EXIT_USAGE;
+    // node:util parseArgs errors of commands that do not turn them into a UsageError themselves
+    const failure = err instanceof CliError ? err : usageErrorOf(err, command as string);
+    if (failure !== null) {
+      io.stderr.write(`dkimgate ${command}: ${failure.message}\n`);
+      return failure.exitCode;
     }
     io.stderr.write(`dkimgate ${command}: internal error: ${(err as Error).message}${debug ? '' : ' (run with --debug for details)'}\n`);
     return EXIT_RUNTIME;

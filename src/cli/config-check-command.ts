@@ -15,7 +15,7 @@ import { spoolDirProblem } from '../pipeline/body-spool.js';
 import { KeyLoadError, loadPrivateKey, type LoadedKey } from '../keys/load-private-key.js';
 import { readCaFile, readListenerCertificates } from '../keys/tls-files.js';
 import { loadUsersFile, UsersFileError } from '../smtp/users-file.js';
-import { EXIT_OK, EXIT_USAGE, UsageError, type CommandRunner } from './cli-error.js';
+import { EXIT_OK, EXIT_USAGE, usageErrorOf, type CommandRunner } from './cli-error.js';
 import { DEFAULT_CONFIG_PATH } from './config-option.js';
 
 export const CONFIG_CHECK_USAGE = `Usage: dkimgate config check [--config FILE]
@@ -46,8 +46,7 @@ export const runConfigCheck: CommandRunner = async (argv, io) => {
       options: { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     }));
   } catch (error) {
-    const first = (error instanceof Error ? error.message : String(error)).split('\n')[0] ?? '';
-    throw new UsageError(`${first.charAt(0).toLowerCase()}${first.slice(1)}; see dkimgate config check --help`);
+    throw usageErrorOf(error, 'config check') ?? error;
   }
   const fromEnvironment = process.env[CONFIG_PATH_VARIABLE];
   const explicit = values.config ?? (fromEnvironment === '' ? undefined : fromEnvironment);

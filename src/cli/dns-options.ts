@@ -4,9 +4,9 @@
 
 import { parseArgs } from 'node:util';
 import type { DnsConfig } from '../config/config.js';
-import { createDnsResolver, loadZoneFiles, parseServerAddress } from '../dns/create-dns-resolver.js';
+import { createDnsResolver, loadZoneFiles, parseServerAddress, ZoneFileError } from '../dns/create-dns-resolver.js';
 import type { TxtLookup } from '../dkim/txt-lookup.js';
-import { CliError, UsageError } from './cli-error.js';
+import { CliError, EXIT_RUNTIME, EXIT_USAGE, UsageError } from './cli-error.js';
 import { CONFIG_OPTION } from './config-option.js';
 
 export const DNS_OPTIONS = {
@@ -76,6 +76,8 @@ async function loadZones(paths: string[], origin: string) {
   try {
     return await loadZoneFiles(paths);
   } catch (err) {
-    throw new CliError(`${origin} ${(err as Error).message}`, 2);
+    // a file that cannot be read is an I/O failure (exit 1); one that does not parse, bad input (exit 2)
+    const unreadable = err instanceof ZoneFileError && err.unreadable;
+    throw new CliError(`${origin} ${(err as Error).message}`, unreadable ? EXIT_RUNTIME : EXIT_USAGE);
   }
 }

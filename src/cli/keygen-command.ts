@@ -15,7 +15,7 @@ import {
   type GeneratedKeyType,
 } from '../keys/generate-key.js';
 import { writeNewKeyFile } from '../keys/write-key-file.js';
-import { CliError, EXIT_OK, EXIT_RUNTIME, UsageError, type CommandRunner } from './cli-error.js';
+import { CliError, EXIT_OK, EXIT_RUNTIME, UsageError, usageErrorOf, type CommandRunner } from './cli-error.js';
 
 export const KEYGEN_USAGE = `Usage: dkimgate keygen --domain D --selector S [--type rsa|ed25519] [--bits N] [--keys-dir DIR] [--force]
 
@@ -102,7 +102,7 @@ function parseKeygenArgs(argv: string[]): KeygenOptions {
       },
     }));
   } catch (error) {
-    throw new UsageError(`${describeArgError(error)}; see dkimgate keygen --help`);
+    throw usageErrorOf(error, 'keygen') ?? error;
   }
   if (values.domain === undefined) throw new UsageError('--domain is required, e.g. --domain example.com');
   if (values.selector === undefined) throw new UsageError('--selector is required, e.g. --selector s2026');
@@ -123,19 +123,6 @@ function parseKeygenArgs(argv: string[]): KeygenOptions {
   const keysDir = values['keys-dir'] ?? 'keys';
   if (keysDir === '') throw new UsageError('--keys-dir must not be empty');
   return { domain: domain.domain, selector: values.selector, type, bits, keysDir, force: values.force ?? false };
-}
-
-function describeArgError(error: unknown): string {
-  const code = (error as NodeJS.ErrnoException).code;
-  const message = error instanceof Error ? error.message : String(error);
-  const option = /'(-[^']*)'/.exec(message)?.[1];
-  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown option ${option ?? message}`;
-  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') return `unexpected argument ${/'([^']*)'/.exec(message)?.[1] ?? ''}`.trim();
-  const first = message.split('\n')[0] ?? message;
-  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && /argument missing|ambiguous/.test(first)) {
-    return `option ${/^Option '(-[^ ']*)/.exec(first)?.[1] ?? ''} needs a value`;
-  }
-  return first.charAt(0).toLowerCase() + first.slice(1);
 }
 
 function refuseOverwrite(path: string): CliError {

@@ -97,7 +97,19 @@ export function createDnsResolver(opts: DnsResolverOptions): DnsResolver {
   return { lookupTxt, stats: () => ({ ...counts }) };
 }
 
-/** Reads zone files at start-up; throws an Error "file:line: message" on the first parse error. */
+/** Why a zone file was not loaded: "file: cannot read zone file: no such file", or "file:line: message". */
+export class ZoneFileError extends Error {
+  constructor(
+    message: string,
+    /** True when the file could not be read (an I/O failure), false when its text does not parse. */
+    readonly unreadable: boolean,
+  ) {
+    super(message);
+    this.name = 'ZoneFileError';
+  }
+}
+
+/** Reads zone files at start-up; throws a ZoneFileError on the first file that cannot be read or parsed. */
 export async function loadZoneFiles(paths: string[]): Promise<ZoneTxtRecord[]> {
   const records: ZoneTxtRecord[] = [];
   for (const path of paths) {
@@ -105,13 +117,21 @@ export async function loadZoneFiles(paths: string[]): Promise<ZoneTxtRecord[]> {
     try {
       text = await readFile(path, 'utf8');
     } catch (err) {
-      throw new Error(`${path}: cannot read zone file: ${err instanceof Error ? err.message : String(err)}`);
+      throw new ZoneFileError(`${path}: cannot read zone file: ${readFaultText(err)}`, true);
     }
     const parsed = parseZoneFile(text, { fileName: path });
-    if (parsed.kind === 'error') throw new Error(`${path}:${parsed.line}: ${parsed.message}`);
+    if (parsed.kind === 'error') throw new ZoneFileError(`${path}:${parsed.line}: ${parsed.message}`, false);
     records.push(...parsed.records);
   }
   return records;
+}
+
+function readFaultText(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ENOTDIR') return 'no such file';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EISDIR') return 'is a directory';
+  return code ?? String(err);
 }
 
 /**

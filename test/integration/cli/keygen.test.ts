@@ -133,9 +133,9 @@ describe('dkimgate keygen', () => {
     [['--domain', 'example.com', '--selector', 's1', '--bits', '512'], '--bits must be a whole number from 1024 to 4096, not "512"'],
     [['--domain', 'example.com', '--selector', 's1', '--bits', '2k'], '--bits must be a whole number from 1024 to 4096, not "2k"'],
     [['--domain', 'example.com', '--selector', 's1', '--type', 'ed25519', '--bits', '2048'], '--bits applies to RSA keys only'],
-    [['--domain', 'example.com', '--selector', 's1', '--colour', 'blue'], 'unknown option --colour; see dkimgate keygen --help'],
-    [['--domain', 'example.com', '--selector', 's1', 'extra'], 'unexpected argument extra; see dkimgate keygen --help'],
-    [['--domain'], 'option --domain needs a value; see dkimgate keygen --help'],
+    [['--domain', 'example.com', '--selector', 's1', '--colour', 'blue'], 'unknown option --colour (run dkimgate keygen --help)'],
+    [['--domain', 'example.com', '--selector', 's1', 'extra'], 'unexpected argument extra (run dkimgate keygen --help)'],
+    [['--domain'], 'option --domain needs a value (run dkimgate keygen --help)'],
   ])('refuses %j with a usage error (exit 2)', async (args, message) => {
     const failure = await keygen(['--keys-dir', freshKeysDir(), ...args]).then(
       () => null,

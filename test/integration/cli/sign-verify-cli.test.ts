@@ -145,7 +145,11 @@ describe('dkimgate command-line errors', () => {
   it.each([
     [['sign', '--domain', 'example.com'], 2, /needs --selector/],
     [['sign', '--domain', 'example.com', '--selector', 's1', '--key', '/nonexistent/key.pem'], 1, /nonexistent\/key\.pem/],
-    [['verify', '--bogus'], 2, /bogus/],
+    [['verify', '--bogus'], 2, /^dkimgate verify: unknown option --bogus \(run dkimgate verify --help\)\n$/],
+    [['verify', '--dns-zone', '/nonexistent/keys.zone'], 1, /^dkimgate verify: --dns-zone \/nonexistent\/keys\.zone: cannot read zone file: no such file\n$/],
+    [['sign', '--domain', 'example.com', '--selector', 's1', '--key', 'k.pem', '--dns-zone', '/nonexistent/keys.zone'], 1, /^dkimgate sign: --dns-zone \/nonexistent\/keys\.zone: cannot read zone file: no such file\n$/],
+    [['verify', '--json=yes'], 2, /^dkimgate verify: option --json takes no value \(run dkimgate verify --help\)\n$/],
+    [['keycheck', '--config'], 2, /^dkimgate keycheck: option --config needs a value \(run dkimgate keycheck --help\)\n$/],
     [['verify', '/nonexistent/message.eml'], 1, /\/nonexistent\/message\.eml: cannot read message: no such file/],
     [['verify', '--now', 'yesterday'], 2, /--now yesterday/],
     [['verify', '--min-key-bits', '16384'], 2, /--min-key-bits 16384: expected a whole number from 1 to 8192/],
@@ -178,6 +182,11 @@ describe('dkimgate command-line errors', () => {
     expect(r.status).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toMatch(/^dkimgate sign: stdin: message is over the limit of 52428800 bytes/);
+  });
+
+  it.each([['verify'], ['sign'], ['keygen'], ['keycheck'], ['doctor'], ['config', 'check'], ['serve']])('dkimgate %s --bogus names the option in one line and exits 2', async (...cmd) => {
+    const r = await runCli([...cmd, '--bogus']);
+    expect([r.status, r.stderr]).toEqual([2, `dkimgate ${cmd[0]}: unknown option --bogus (run dkimgate ${cmd.join(' ')} --help)\n`]);
   });
 
   it.each([['verify'], ['sign'], ['keygen'], ['keycheck'], ['config', 'check'], ['serve']])('dkimgate %s --help prints usage and exits 0', async (...cmd) => {

@@ -6,6 +6,7 @@ import {
   createDnsResolver,
   loadZoneFiles,
   parseServerAddress,
+  ZoneFileError,
   type DnsResolverOptions,
 } from '../../../src/dns/create-dns-resolver.js';
 import type { TxtLookupOutcome } from '../../../src/dkim/txt-lookup.js';
@@ -386,10 +387,16 @@ describe('loadZoneFiles', () => {
     const path = join(dir, 'broken.zone');
     await writeFile(path, '$ORIGIN example.test.\n\ns1._domainkey TXT "unterminated\n');
     await expect(loadZoneFiles([path])).rejects.toThrow(`${path}:3: unterminated quoted string`);
+    await expect(loadZoneFiles([path])).rejects.toBeInstanceOf(ZoneFileError);
+    await expect(loadZoneFiles([path])).rejects.toMatchObject({ unreadable: false });
   });
 
-  it('throws an error naming a file it cannot read', async () => {
-    const path = join(dir, 'missing.zone');
-    await expect(loadZoneFiles([path])).rejects.toThrow(`${path}: cannot read zone file: ENOENT`);
+  it.each([
+    ['a missing file', 'missing.zone', 'no such file'],
+    ['a directory', '.', 'is a directory'],
+  ])('throws an error naming %s it cannot read, and the fault', async (_what, name, fault) => {
+    const path = join(dir, name);
+    await expect(loadZoneFiles([path])).rejects.toThrow(new ZoneFileError(`${path}: cannot read zone file: ${fault}`, true)); // the whole message
+    await expect(loadZoneFiles([path])).rejects.toMatchObject({ unreadable: true });
   });
 });
