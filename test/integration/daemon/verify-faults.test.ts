@@ -50,6 +50,24 @@ describe('DNS that never answers', () => {
   });
 });
 
+describe('a silent resolver listed before a good one', () => {
+  it('relays with dkim=pass, not deferred, when on_temperror is tempfail', async () => {
+    const base = defaultConfig();
+    const gate = await harness.startVerifyingGate(
+      servers.silent.server,
+      { policy: { ...base.policy, onTemperror: 'tempfail' } },
+      { servers: [servers.silent.server, servers.dns.server], timeout: 2000 },
+    );
+    const signed = await sign(fromDomain(BASIC_MESSAGE, 'signed.test'), key, { signingDomain: 'signed.test', selector: 'sel' });
+    const before = servers.silent.received();
+    const r = await sendMail(gate.port, { from: 'someone@signed.test', data: signed });
+    expect(r.final[0]?.code).toBe(250);
+    expect(servers.silent.received()).toBeGreaterThan(before); // the silent one was asked first
+    const [parsed] = authresParse([firstField(gate.nextHop.messages[0]!.data)]);
+    expect(parsed!.results!.map((x) => [x.method, x.result])).toEqual([['dkim', 'pass']]);
+  });
+});
+
 describe('more signatures than max_signatures', () => {
   it('evaluates only the first max_signatures (no DNS for the rest) and lists the rest as one neutral result', async () => {
     const base = defaultConfig();
