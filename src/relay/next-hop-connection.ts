@@ -170,16 +170,26 @@ export class NextHopConnection {
     const go = await this.sock.command('DATA', 'data');
     if (go.kind === 'timeout') return { kind: 'timeout', during: 'data', afterEndOfData: false, received: [] };
     if (go.kind === 'lost') return { ...go, afterEndOfData: false, received: [] };
-    if (go.reply.code !== 354) return { kind: 'refused', reply: go.reply };
+    if (go.reply.code >= 400) return { kind: 'refused', reply: go.reply };
+    // a 2xx to DATA accepts nothing: no message was sent yet (RFC 5321 §4.3.2: 354, or a refusal)
+    if (go.reply.code !== 354) return this.outOfStep(go.reply, 'to DATA', 'data', false, []);
 
-    // replies that come early (a next hop refusing mid-message) are answers to this message
+    // owed from now on, so that a reply before our final dot is kept (and judged below), not dropped as unsolicited
     this.sock.expect(expected);
-    const written = await this.writeMessage(message);
-    if (!written) {
+    const sent = await this.writeMessage(message);
+    if (!sent) {
+      // A reply before our final dot answers no end of data. A next hop refusing mid-message (out of space, too
+      // big) sends its 4xx/5xx and may close: that is its answer for the message. A 2xx/3xx before the dot is a
+      // peer out of step: it does not hold the message, so it never counts as delivery (garbled: 451 4.4.2).
+      if (this.sock.queued > 0) {
+        const early = await this.sock.readReply('data');
+        this.sock.destroy('the next hop answered before the end of the message'); // our message was cut short
+        if (early.kind === 'reply' && early.reply.code >= 400) return { kind: 'refused', reply: early.reply };
+        if (early.kind === 'reply') return this.outOfStep(early.reply, 'before the end of the message', 'data', false, []);
+      }
       const failure = this.sock.failed;
-      const received = await this.drainQueued(expected);
-      if (failure?.kind === 'timeout') return { kind: 'timeout', during: 'data', afterEndOfData: false, received };
-      return { kind: 'lost', during: 'data', detail: failure?.detail ?? 'connection lost', afterEndOfData: false, received };
+      if (failure?.kind === 'timeout') return { kind: 'timeout', during: 'data', afterEndOfData: false, received: [] };
+      return { kind: 'lost', during: 'data', detail: failure?.detail ?? 'connection lost', afterEndOfData: false, received: [] };
     }
 
     const replies: SmtpReply[] = [];
@@ -187,20 +197,33 @@ export class NextHopConnection {
       const outcome = await this.sock.readReply('end-of-data');
       if (outcome.kind === 'timeout') return { kind: 'timeout', during: 'end-of-data', afterEndOfData: true, received: replies };
       if (outcome.kind === 'lost') return { kind: 'lost', during: 'end-of-data', detail: outcome.detail, afterEndOfData: true, received: replies };
+      // a 354 (or any 3xx) to the final dot: out of step; whether it holds the message is unknown (ambiguous)
+      if (outcome.reply.code < 200 || (outcome.reply.code >= 300 && outcome.reply.code < 400)) return this.outOfStep(outcome.reply, 'to the end of data', 'end-of-data', true, replies);
       replies.push(outcome.reply);
     }
     this.sock.activity = 'idle';
     return { kind: 'replies', replies };
   }
 
-  /** True when the final dot went to the kernel; false when the socket failed (or timed out) before. */
+  /** A reply no command of ours can get at this point: the connection is ended, and the outcome is a garbled (lost) one. */
+  private outOfStep(reply: SmtpReply, when: string, during: 'data' | 'end-of-data', afterEndOfData: boolean, received: SmtpReply[]): DataOutcome {
+    const detail = `garbled reply: ${reply.code} ${when}`;
+    this.sock.destroy(detail);
+    return { kind: 'lost', during, detail, afterEndOfData, received };
+  }
+
+  /**
+   * True when the final dot went to the kernel; false when the socket failed (or timed out) before, or the next hop
+   * answered before it (see ReplySocket.queued): then the rest of the message is not sent.
+   */
   private async writeMessage(message: Iterable<Buffer> | AsyncIterable<Buffer>): Promise<boolean> {
     const stuffer = createDotStuffer();
     const sock = this.sock;
+    const stopped = (): boolean => sock.failed !== null || sock.queued > 0;
     sock.cork();
     try {
       for await (const part of message) {
-        if (sock.failed !== null) return false;
+        if (stopped()) return false;
         for (const slice of stuffer.push(part)) sock.write(slice);
         if (sock.writableLength >= FLUSH_BYTES) {
           sock.uncork();
@@ -208,7 +231,8 @@ export class NextHopConnection {
           sock.cork();
         }
       }
-      if (sock.failed !== null) return false;
+      // checked in the same tick as the final write: a reply seen until here came before our dot
+      if (stopped()) return false;
       const tail = stuffer.finish();
       for (const slice of tail.slice(0, -1)) sock.write(slice);
       const flushed = sock.writeAndFlush(tail[tail.length - 1]!, 'data');
@@ -224,16 +248,6 @@ export class NextHopConnection {
       // balance a cork left by an early return (uncork on an uncorked socket is a no-op)
       sock.uncork();
     }
-  }
-
-  private async drainQueued(max: number): Promise<SmtpReply[]> {
-    const out: SmtpReply[] = [];
-    for (let i = 0; i < max; i++) {
-      const outcome = await this.sock.readReply('data');
-      if (outcome.kind !== 'reply') break;
-      out.push(outcome.reply);
-    }
-    return out;
   }
 
   private async exclusive<T>(run: () => Promise<T>): Promise<T> {

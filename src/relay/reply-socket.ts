@@ -28,6 +28,8 @@ export class ReplySocket {
   private failure: SocketFailure | null = null;
   private sawClosing = false;
   private readonly closeListeners: Array<() => void> = [];
+  /** Called when a reply is queued that nobody awaited (waitForDrain wakes on it: the peer spoke mid-message). */
+  private onQueued: (() => void) | null = null;
   /** What the connection is doing, named in a failure that happens while nobody waits. */
   activity = 'idle';
 
@@ -81,6 +83,11 @@ export class ReplySocket {
     this.socket.write(lines.join('\r\n') + '\r\n', 'utf8');
   }
 
+  /** Replies received that nobody has read yet (mid-message: the next hop answered before our final dot). */
+  get queued(): number {
+    return this.queue.length;
+  }
+
   /** Declares that `count` more replies are owed (e.g. one per LMTP recipient after the final dot). */
   expect(count: number): void {
     this.owed += count;
@@ -117,10 +124,13 @@ export class ReplySocket {
     return this.socket.writableNeedDrain;
   }
 
-  /** Waits for 'drain' (or the failure that prevents it); a peer that stops reading for timeoutMs is a timeout. */
+  /**
+   * Waits for 'drain' (or the failure that prevents it); a peer that stops reading for timeoutMs is a timeout. A reply
+   * that arrives meanwhile ends the wait too (see `queued`): a next hop refusing mid-message may never read on.
+   */
   waitForDrain(during: string): Promise<SocketFailure | null> {
     if (this.failure !== null) return Promise.resolve(this.failure);
-    if (!this.socket.writableNeedDrain) return Promise.resolve(null);
+    if (!this.socket.writableNeedDrain || this.queue.length > 0) return Promise.resolve(null);
     this.activity = during;
     return new Promise((resolve) => {
       const socket = this.socket;
@@ -128,8 +138,10 @@ export class ReplySocket {
         clearTimeout(timer);
         socket.off('drain', done);
         socket.off('close', done);
+        if (this.onQueued === done) this.onQueued = null;
         resolve(this.failure);
       };
+      this.onQueued = done;
       const timer = setTimeout(() => {
         this.fail({ kind: 'timeout', during, detail: `next hop read nothing for ${this.timeoutMs} ms` });
         done();
@@ -279,6 +291,7 @@ export class ReplySocket {
       waiter.resolve({ kind: 'reply', reply });
     } else if (this.queue.length < MAX_QUEUED_REPLIES) {
       this.queue.push(reply);
+      this.onQueued?.();
     } else {
       this.fail({ kind: 'lost', during: this.activity, detail: 'too many replies' });
     }

@@ -22,8 +22,8 @@ function startGate(hop: NextHopServerOptions = {}, limits: Partial<Config['limit
   return harness.startGate(harness.config({ limits: { ...defaultConfig().limits, nextHopTimeout: 1, ...limits } }), hop, at);
 }
 
-/** What a scripted next hop does with a line: answer it, hang up, or say nothing. */
-type Step = string | 'reset' | 'silence';
+/** What a scripted next hop does with a line: answer it, hang up, say nothing, or act on its socket. */
+type Step = string | 'reset' | 'silence' | ((socket: Socket) => void);
 
 /** A next hop speaking raw SMTP from a script: `greeting` (or 'silence'), then `answer(line)` per command line. */
 async function scriptedHop(greeting: Step, answer: (line: string) => Step): Promise<{ port: number; lines: string[]; server: Server }> {
@@ -34,14 +34,15 @@ async function scriptedHop(greeting: Step, answer: (line: string) => Step): Prom
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => {});
     const act = (step: Step) => {
-      if (step === 'reset') socket.resetAndDestroy();
+      if (typeof step === 'function') step(socket);
+      else if (step === 'reset') socket.resetAndDestroy();
       else if (step !== 'silence') socket.write(`${step}\r\n`);
     };
     act(greeting);
     let buffer = '';
     socket.on('data', (d: Buffer) => {
       buffer += d.toString('latin1');
-      for (let at = buffer.indexOf('\r\n'); at !== -1 && !socket.destroyed; at = buffer.indexOf('\r\n')) {
+      for (let at = buffer.indexOf('\r\n'); at !== -1 && !socket.destroyed && !socket.isPaused(); at = buffer.indexOf('\r\n')) {
         const line = buffer.slice(0, at);
         buffer = buffer.slice(at + 2);
         lines.push(line);
@@ -65,6 +66,41 @@ const standard = (overrides: Record<string, Step> = {}) => (line: string): Step 
   if (verb === 'QUIT') return '221 bye';
   return '250 ok';
 };
+
+/**
+ * `standard()` up to DATA; then `atData` answers the DATA command, `inBody` each line of the message (default
+ * silence) and `atDot` its final dot. `held` counts the final dots answered 250.
+ */
+function dataScript(steps: { atData?: Step; inBody?: (line: string) => Step; atDot?: Step }) {
+  let inData = false;
+  const script = {
+    held: 0,
+    dots: 0,
+    answer: (line: string): Step => {
+      if (inData) {
+        if (line !== '.') return steps.inBody?.(line) ?? 'silence';
+        inData = false;
+        script.dots++;
+        const dot = steps.atDot ?? '250 2.0.0 queued';
+        if (typeof dot === 'string' && dot.startsWith('250')) script.held++;
+        return dot;
+      }
+      if (/^DATA$/i.test(line)) {
+        const at = steps.atData ?? '354 go ahead';
+        inData = typeof at !== 'string' || at.startsWith('354');
+        return at;
+      }
+      return standard()(line);
+    },
+  };
+  return script;
+}
+
+/** A message of about `mb` MB: more than loopback socket buffers hold while the next hop reads nothing. */
+function bigMessage(mb: number): Buffer {
+  const line = 'x'.repeat(76) + '\r\n';
+  return Buffer.concat([BASIC_MESSAGE, Buffer.from(line.repeat(Math.ceil((mb * 1024 * 1024) / line.length)), 'latin1')]);
+}
 
 describe('the next hop refuses or ignores the session', () => {
   it.each([
@@ -197,5 +233,59 @@ describe('faults inside the transaction', () => {
     const again = await sendMail(gate.port, { data: BASIC_MESSAGE });
     expect(again.final[0]?.code).toBe(250);
     await waitFor(() => hop.lines.filter((l) => /^MAIL/i.test(l)).length === 2);
+  });
+});
+
+describe('replies out of step with the message', () => {
+  it('a 250 the next hop sends before our final dot is no delivery: 451 4.4.2, logged lost, nothing held', async () => {
+    // it stops reading after 354, says "queued" unprompted, then reads on and would answer the dot 451
+    const script = dataScript({
+      atData: (socket) => {
+        socket.write('354 go ahead\r\n');
+        socket.pause();
+        setTimeout(() => {
+          socket.write('250 2.0.0 queued as FAKE\r\n');
+          socket.resume();
+        }, 100);
+      },
+      atDot: '451 4.3.0 not queued',
+    });
+    const hop = await scriptedHop('220 next-hop.internal.test ESMTP', script.answer);
+    const gate = await startGate({}, { nextHopTimeout: 10 }, { host: '127.0.0.1', port: hop.port });
+    const r = await sendMail(gate.port, { data: bigMessage(8), timeoutMs: 20_000 });
+    expect(r.final[0]?.text).toMatch(/^451 4\.4\.2 /);
+    expect(await messageLine(gate, 10_000)).toMatchObject({ relay: 'lost', outcome: 'next hop lost' });
+    expect(script.held).toBe(0);
+  });
+
+  it('a 552 mid-message, then the next hop closes: the client gets that 552, logged refused', async () => {
+    let bodyBytes = 0;
+    const script = dataScript({
+      inBody: (line) => {
+        bodyBytes += line.length + 2;
+        if (bodyBytes < 5000) return 'silence';
+        return (socket) => {
+          socket.end('552 5.3.4 message too big for us\r\n');
+          socket.pause();
+        };
+      },
+    });
+    const hop = await scriptedHop('220 next-hop.internal.test ESMTP', script.answer);
+    const gate = await startGate({}, { nextHopTimeout: 10 }, { host: '127.0.0.1', port: hop.port });
+    const r = await sendMail(gate.port, { data: bigMessage(8), timeoutMs: 20_000 });
+    expect(r.final[0]?.text).toMatch(/^552 5\.3\.4 next hop: message too big/);
+    expect(await messageLine(gate, 10_000)).toMatchObject({ relay: 'refused', relayCode: 552, outcome: 'refused by next hop' });
+  });
+
+  it.each([
+    ['DATA answered 250', { atData: '250 2.0.0 ok whatever' }, 'lost', 'next hop lost'],
+    ['the final dot answered 354', { atDot: '354 again' }, 'ambiguous', 'ambiguous'],
+  ] as const)('%s: garbled, so 451 4.4.2 (its class, not "451 2.0.0" or 4.0.0)', async (_name, steps, relay, outcome) => {
+    const script = dataScript(steps);
+    const hop = await scriptedHop('220 next-hop.internal.test ESMTP', script.answer);
+    const gate = await startGate({}, {}, { host: '127.0.0.1', port: hop.port });
+    const r = await sendMail(gate.port, { data: BASIC_MESSAGE });
+    expect(r.final[0]?.text).toMatch(/^451 4\.4\.2 next hop connection lost/);
+    expect(await messageLine(gate)).toMatchObject({ relay, outcome });
   });
 });

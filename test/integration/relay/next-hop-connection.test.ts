@@ -463,6 +463,128 @@ describe('faults during DATA', () => {
   });
 });
 
+/**
+ * A raw peer that speaks SMTP up to DATA, then hands the socket to `inData` (called once, after its 354 unless it
+ * answers DATA itself); `dotReply` answers a final dot it reads, if it reads one. Lines are kept in `lines`.
+ */
+async function peerAtData(opts: { dataReply?: string; inData?: (socket: Socket) => void; dotReply?: string }) {
+  const lines: string[] = [];
+  let dots = 0;
+  const peer = await rawPeer((socket) => {
+    socket.write('220 peer.example ESMTP\r\n');
+    let buffered = '';
+    let inData = false;
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('latin1');
+      const parts = buffered.split('\r\n');
+      buffered = parts.pop()!;
+      for (const line of parts) {
+        if (inData) {
+          if (line !== '.') continue;
+          inData = false;
+          dots += 1;
+          if (opts.dotReply !== undefined) socket.write(`${opts.dotReply}\r\n`);
+          continue;
+        }
+        lines.push(line);
+        if (line === 'DATA') {
+          socket.write(`${opts.dataReply ?? '354 go ahead'}\r\n`);
+          inData = opts.dataReply === undefined;
+          opts.inData?.(socket);
+        } else {
+          socket.write(line.startsWith('EHLO') ? '250-peer.example\r\n250 8BITMIME\r\n' : '250 ok\r\n');
+        }
+      }
+    });
+  });
+  return { ...peer, lines, dots: () => dots };
+}
+
+/** `mb` megabytes of message, far more than loopback socket buffers hold while the peer does not read. */
+function* bigMessage(mb: number): Generator<Buffer> {
+  const chunk = Buffer.alloc(1024 * 1024, 'a');
+  for (let i = 0; i < mb; i++) yield chunk;
+}
+
+describe('replies out of step around DATA', () => {
+  it('a 250 sent before our final dot is no delivery: the message is cut short and the outcome is garbled (lost)', async () => {
+    // the peer stops reading after 354, sends an unprompted 250, then reads on and would answer the dot 451
+    const peer = await peerAtData({
+      inData: (socket) => {
+        socket.pause();
+        setTimeout(() => {
+          socket.write('250 2.0.0 queued as FAKE\r\n');
+          socket.resume();
+        }, 100);
+      },
+      dotReply: '451 4.3.0 not queued',
+    });
+    const connection = await connected(peer);
+    await connection.mailFrom('sender@example.org', {});
+    await connection.rcptTo('rcpt@example.net', {});
+    const outcome = await connection.data(bigMessage(16), 1);
+    expect(outcome).toMatchObject({ kind: 'lost', during: 'data', afterEndOfData: false, detail: expect.stringMatching(/garbled reply: 250 before the end/) });
+    expect(connection.reusable).toBe(false);
+    // the dot never went out: the peer has no whole message to hold
+    await new Promise((r) => setTimeout(r, 100));
+    expect(peer.dots()).toBe(0);
+  });
+
+  it('a 552 before our final dot, the peer no longer reading: that refusal is the answer, at once', async () => {
+    const peer = await peerAtData({
+      inData: (socket) => {
+        socket.pause();
+        setTimeout(() => socket.write('552 5.3.4 message too big for us\r\n'), 100);
+      },
+    });
+    const connection = await connected(peer, { timeoutMs: 5000 });
+    await connection.mailFrom('sender@example.org', {});
+    await connection.rcptTo('rcpt@example.net', {});
+    const started = performance.now();
+    const outcome = await connection.data(bigMessage(16), 1);
+    expect(outcome).toMatchObject({ kind: 'refused', reply: { code: 552, enhanced: '5.3.4' } });
+    // not the 5 s a wait for the peer to read would take
+    expect(performance.now() - started).toBeLessThan(4000);
+    expect(connection.reusable).toBe(false);
+  });
+
+  it('a 552 before our final dot, then the peer closes: that refusal is the answer, not a lost connection', async () => {
+    const peer = await peerAtData({
+      inData: (socket) => {
+        let seen = 0;
+        socket.on('data', (chunk: Buffer) => {
+          seen += chunk.length;
+          if (seen >= 5000 && socket.writable) {
+            socket.end('552 5.3.4 message too big for us\r\n');
+            socket.pause();
+          }
+        });
+      },
+    });
+    const connection = await connected(peer);
+    await connection.mailFrom('sender@example.org', {});
+    await connection.rcptTo('rcpt@example.net', {});
+    const outcome = await connection.data(bigMessage(16), 1);
+    expect(outcome).toMatchObject({ kind: 'refused', reply: { code: 552, enhanced: '5.3.4' } });
+  });
+
+  it('DATA answered 250 instead of 354: garbled (lost), nothing sent', async () => {
+    const peer = await peerAtData({ dataReply: '250 2.0.0 ok whatever' });
+    const connection = await connected(peer);
+    const outcome = await sendOne(connection, [MESSAGE]);
+    expect(outcome).toMatchObject({ kind: 'lost', during: 'data', afterEndOfData: false, detail: 'garbled reply: 250 to DATA' });
+    expect(connection.reusable).toBe(false);
+  });
+
+  it('the final dot answered 354: garbled (lost) after the end of data, so ambiguous', async () => {
+    const peer = await peerAtData({ dotReply: '354 again' });
+    const connection = await connected(peer);
+    const outcome = await sendOne(connection, [MESSAGE]);
+    expect(outcome).toMatchObject({ kind: 'lost', during: 'end-of-data', afterEndOfData: true, detail: 'garbled reply: 354 to the end of data' });
+    expect(connection.reusable).toBe(false);
+  });
+});
+
 describe('LMTP', () => {
   it('returns one end-of-data reply per accepted recipient, in order', async () => {
     const server = await nextHop({
