@@ -97,9 +97,10 @@ const ENHANCED = /^([245])\.(\d{1,3})\.(\d{1,3})$/;
  * session with us, not ours with the client (a 421 from us would make smtp-server close the client's).
  */
 export function passThrough(code: number, enhanced: string | null, text: string, hideNames: readonly string[]): SmtpReplyValue {
-  const cls = Math.floor(code / 100);
   const validCode = code === 421 ? 451 : code >= 400 && code <= 599 ? code : 451;
-  const e = enhanced && ENHANCED.exec(enhanced) && enhanced[0] === String(cls) ? enhanced : `${Math.floor(validCode / 100)}.0.0`;
+  // RFC 3463 §2: the enhanced code's class is that of the reply we send (a next hop's 250 must not become "451 2.0.0")
+  const cls = String(Math.floor(validCode / 100));
+  const e = enhanced && ENHANCED.exec(enhanced) && enhanced[0] === cls ? enhanced : `${cls}.0.0`;
   let safe = text.replace(/[^\x20-\x7e]/g, ' ').slice(0, 200);
   for (const name of hideNames) {
     if (name.length >= 3) safe = safe.split(name).join('next-hop');
