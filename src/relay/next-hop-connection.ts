@@ -389,9 +389,21 @@ function greetingHost(reply: SmtpReply): string | null {
 
 const NON_ASCII_RE = /[^\x00-\x7f]/;
 
+/** Longest address we put on a command line (RFC 5321 §4.5.3.1.3 allows a path of 256 octets; some next hops more). */
+export const MAX_SENDABLE_ADDRESS = 512;
+
+/**
+ * True when mailFrom/rcptTo will put `address` on a command line: no control characters, no angle brackets (valid in a
+ * quoted local part, but a next hop that parses the path up to the first ">" would read another address), at most
+ * MAX_SENDABLE_ADDRESS characters. Callers refuse other addresses to their client before any command goes out.
+ */
+export function isSendableAddress(address: string): boolean {
+  return !ADDRESS_UNSAFE_RE.test(address) && address.length <= MAX_SENDABLE_ADDRESS;
+}
+
 function assertAddress(address: string, mayBeEmpty: boolean): void {
-  // smtp-server validated it already; this guards the command line against a caller bug
-  if ((!mayBeEmpty && address === '') || ADDRESS_UNSAFE_RE.test(address) || address.length > 512) {
+  // the caller checked isSendableAddress already; this guards the command line against a caller bug
+  if ((!mayBeEmpty && address === '') || !isSendableAddress(address)) {
     throw new TypeError('NextHopConnection: refusing to send an address with control characters or angle brackets');
   }
 }

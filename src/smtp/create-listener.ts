@@ -15,7 +15,7 @@ import { finishMessage, prepareMessage, type MessageContext, type PreparedMessag
 import { receiveMessage } from '../pipeline/receive-message.js';
 import { describeClient, matchCidrs, type ClientIdentity } from '../policy/client-identity.js';
 import { offersAuth } from '../policy/signing-reach.js';
-import type { EnvelopeParams, NextHopConnection, ReplyOutcome } from '../relay/next-hop-connection.js';
+import { isSendableAddress, type EnvelopeParams, type NextHopConnection, type ReplyOutcome } from '../relay/next-hop-connection.js';
 import type { NextHopPool } from '../relay/next-hop-pool.js';
 import { growDeclaredSize } from '../relay/envelope-params.js';
 import type { SmtpReply } from '../relay/smtp-reply.js';
@@ -189,6 +189,8 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     // A new MAIL after RSET, or a transaction the client abandoned: the old one ends first.
     endTransaction(state, false);
     if (deps.draining()) return callback(replyError(REPLIES.shuttingDown));
+    // refused before anything is leased or sent: no transaction, nothing half-sent on a next-hop connection
+    if (!isSendableAddress(address.address)) return callback(replyError(REPLIES.senderNotRelayable));
     const params = growDeclaredSize(address.args || {}, deps.runtime.get().addedHeaderBytes);
     // A live pooled connection to a next hop that pipelines: MAIL waits for the first RCPT and both go in one round
     // trip (the next hop's verdict on MAIL then reaches the client at that RCPT; no recipient is acknowledged before
@@ -217,8 +219,16 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   /** The first RCPT of a transaction whose MAIL was deferred: both in one write; MAIL's refusal is this RCPT's answer. */
   const sendDeferredMail = async (state: SessionState, txn: Transaction, sessionId: string, rcpt: string, rcptArgs: EnvelopeParams): Promise<ReplyOutcome | Error> => {
     const mailParams = txn.deferredMail!;
+    // cleared while MAIL is under way (a transaction ended meanwhile releases its connection dirty: RSET or close)
     txn.deferredMail = null;
-    const both = await txn.connection.mailAndRcpt(txn.mailFrom, mailParams, rcpt, rcptArgs);
+    let both: { mail: ReplyOutcome; rcpt: ReplyOutcome };
+    try {
+      both = await txn.connection.mailAndRcpt(txn.mailFrom, mailParams, rcpt, rcptArgs);
+    } catch (err) {
+      // mailAndRcpt throws only before it sends anything: MAIL is still owed, so no later RCPT or DATA goes without it
+      txn.deferredMail = mailParams;
+      throw err;
+    }
     const dead = both.mail.kind === 'lost' || (both.mail.kind === 'reply' && both.mail.reply.code === 421);
     if (dead) {
       // The next hop closed the pooled connection while it sat idle: MAIL goes on another one (a new one at the latest).
@@ -245,6 +255,8 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     // Past the limit nothing reaches the next hop; the client may send the rest in a new transaction.
     if (++txn.rcptCommands > deps.runtime.get().config.limits.maxRecipients) return callback(replyError(REPLIES.tooManyRecipients));
     if (txn.mailRefusal !== null) return callback(txn.mailRefusal);
+    // before a deferred MAIL is consumed: the next RCPT still sends MAIL with it
+    if (!isSendableAddress(address.address)) return callback(replyError(REPLIES.recipientNotRelayable));
     void (async () => {
       const rcptArgs = { ...(address.args || {}) };
       const sent = txn.deferredMail !== null ? await sendDeferredMail(state, txn, session.id, address.address, rcptArgs) : await txn.connection.rcptTo(address.address, rcptArgs);

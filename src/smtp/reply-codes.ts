@@ -21,6 +21,9 @@ export const REPLIES = {
   clientTooSlow: reply(421, '4.4.2', 'data rate too low, closing connection'),
   tooManyAuthFailures: reply(421, '4.7.0', 'too many authentication failures, try again later'),
   tooManyRecipients: reply(452, '4.5.3', 'too many recipients'),
+  /** A valid address our relay client does not send (see isSendableAddress): permanent, so the sender learns it. */
+  senderNotRelayable: reply(553, '5.1.7', 'sender address not relayed: angle brackets in a quoted local part, or over 512 characters'),
+  recipientNotRelayable: reply(553, '5.1.3', 'recipient address not relayed: angle brackets in a quoted local part, or over 512 characters'),
   lineTooLong: reply(500, '5.5.2', 'line too long'),
   nextHopUnreachable: reply(451, '4.4.1', 'next hop unreachable, try again later'),
   nextHopSessionRefused: reply(451, '4.4.1', 'next hop refused the session, try again later'),

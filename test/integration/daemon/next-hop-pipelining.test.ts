@@ -103,3 +103,51 @@ describe('MAIL with the first RCPT on a pooled connection', () => {
     client.close();
   });
 });
+
+describe('addresses the relay client does not send', () => {
+  // "x<y" is a valid quoted local part (RFC 5321 §4.1.2) that smtp-server accepts; our client never puts < or > inside
+  // a path on a command line, so it is refused to the client at once, permanently, and nothing goes to the next hop.
+  it.each([
+    ['pooled, pipelined (MAIL deferred to the first RCPT)', {}],
+    ['not pipelined (MAIL proxied at once)', { hide: { pipelining: true } }],
+  ])('%s: a sender with < in its quoted local part gets 553 5.1.7 at MAIL; no RCPT or DATA goes out without MAIL', async (_name, hop) => {
+    const gate = await harness.startGate(harness.config(), hop);
+    const client = await session(gate);
+    await deliver(client, gate, 1);
+    const mail = await client.command('MAIL FROM:<"x<y"@example.org>');
+    expect(mail.text).toMatch(/^553 5\.1\.7 sender address not relayed/);
+    expect((await client.command('RCPT TO:<ok1@example.org>')).code).toBe(503);
+    expect((await client.command('RCPT TO:<ok2@example.org>')).code).toBe(503);
+    expect((await client.command('DATA')).code).toBe(503);
+    // the session goes on: the next transaction is delivered with its own envelope
+    await deliver(client, gate, 2);
+    expect(gate.nextHop.messages.map((m) => m.envelope.rcptTo)).toEqual([['b@example.org'], ['b@example.org']]);
+    expect(gate.nextHop.commands.some((c) => /ok[12]@/.test(c.line) || c.line.includes('x<y'))).toBe(false);
+    client.close();
+  });
+
+  it('a recipient with > in its quoted local part gets 553 5.1.3; MAIL still goes with the next RCPT, which is delivered', async () => {
+    const gate = await harness.startGate(harness.config());
+    const client = await session(gate);
+    await deliver(client, gate, 1);
+    expect((await client.command('MAIL FROM:<a@example.com>')).code).toBe(250);
+    expect((await client.command('RCPT TO:<"a>b"@example.org>')).text).toMatch(/^553 5\.1\.3 recipient address not relayed/);
+    expect((await client.command('RCPT TO:<c@example.org>')).code).toBe(250);
+    expect((await client.command('DATA')).code).toBe(354);
+    client.write(MESSAGE);
+    expect((await client.read()).text).toMatch(/^250 2\.0\.0 /);
+    await waitFor(() => gate.nextHop.messages.length === 2);
+    expect(gate.nextHop.messages[1]!.envelope).toMatchObject({ mailFrom: 'a@example.com', rcptTo: ['c@example.org'] });
+    client.close();
+  });
+
+  it('a sender over 512 characters gets 553 5.1.7, not a temporary internal error', async () => {
+    const gate = await harness.startGate(harness.config());
+    const client = await session(gate);
+    const long = `"${'x'.repeat(520)}"@example.org`;
+    const mail = await client.command(`MAIL FROM:<${long}>`);
+    expect(mail.text).toMatch(/^553 5\.1\.7 /);
+    expect(gate.nextHop.commands.some((c) => /^MAIL/i.test(c.line))).toBe(false);
+    client.close();
+  });
+});
