@@ -53,6 +53,11 @@ interface Transaction {
   deferredMail: EnvelopeParams | null;
   /** The next hop refused the deferred MAIL (or no connection could be had for it): every RCPT gets this. */
   mailRefusal: Error | null;
+  /**
+   * The next hop was lost (or timed out) at a RCPT: later RCPTs and the DATA get this (451 4.4.2). The client may hold
+   * recipients it got 250 for and go on to DATA: that is answered and logged as a message the next hop never got.
+   */
+  lost: { reply: Error; kind: 'lost' | 'timeout' } | null;
   readonly recipients: string[];
   /** RCPT commands so far, refused ones included: max_recipients bounds the work each causes. */
   rcptCommands: number;
@@ -144,7 +149,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   };
 
   const openTransaction = (state: SessionState, connection: NextHopConnection, mailFrom: string, deferredMail: EnvelopeParams | null): void => {
-    state.transaction = { queueId: newQueueId(), started: performance.now(), connection, mailFrom, deferredMail, mailRefusal: null, recipients: [], rcptCommands: 0 };
+    state.transaction = { queueId: newQueueId(), started: performance.now(), connection, mailFrom, deferredMail, mailRefusal: null, lost: null, recipients: [], rcptCommands: 0 };
     deps.inFlight.start();
     deps.metrics.transactionStarted();
   };
@@ -255,6 +260,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     // Past the limit nothing reaches the next hop; the client may send the rest in a new transaction.
     if (++txn.rcptCommands > deps.runtime.get().config.limits.maxRecipients) return callback(replyError(REPLIES.tooManyRecipients));
     if (txn.mailRefusal !== null) return callback(txn.mailRefusal);
+    if (txn.lost !== null) return callback(txn.lost.reply);
     // before a deferred MAIL is consumed: the next RCPT still sends MAIL with it
     if (!isSendableAddress(address.address)) return callback(replyError(REPLIES.recipientNotRelayable));
     void (async () => {
@@ -262,8 +268,11 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       const sent = txn.deferredMail !== null ? await sendDeferredMail(state, txn, session.id, address.address, rcptArgs) : await txn.connection.rcptTo(address.address, rcptArgs);
       if (sent instanceof Error) return callback(sent);
       if (sent.kind !== 'reply') {
-        endTransaction(state, false);
-        return callback(counted(commandFailureVerdict(sent)));
+        // the connection is gone: back to the pool now (it closes it); the transaction ends with the client's RSET,
+        // MAIL, DATA or QUIT
+        void deps.pool().release(txn.connection, 'dirty');
+        txn.lost = { reply: counted(commandFailureVerdict(sent)), kind: sent.kind };
+        return callback(txn.lost.reply);
       }
       if (sent.reply.code >= 300) {
         // Refused by the next hop: the client hears it now, so the recipient is never acknowledged and dropped.
@@ -342,6 +351,12 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       record.outcome = outcome;
       finish(replyError(reply));
     };
+    if (txn.lost !== null) {
+      // no delivery can happen on a connection lost at a RCPT: the message is not read (smtp-server drains it)
+      record.relay = { outcome: txn.lost.kind };
+      record.outcome = `next hop ${txn.lost.kind}`;
+      return finish(txn.lost.reply);
+    }
 
     void (async () => {
       let prepared: PreparedMessage | null = null;

@@ -174,6 +174,20 @@ describe('faults inside the transaction', () => {
     expect(again.final[0]?.code).toBe(250);
   });
 
+  it('a reset at the second RCPT: 451 4.4.2 to it and to the rest, and to the DATA the client still sends; logged lost', async () => {
+    let rcpts = 0;
+    const hop = await scriptedHop('220 next-hop.internal.test ESMTP', (line) => (/^RCPT/i.test(line) && ++rcpts === 2 ? 'reset' : standard()(line)));
+    const gate = await startGate({}, {}, { host: '127.0.0.1', port: hop.port });
+    const r = await sendMail(gate.port, { to: ['b1@example.org', 'b2@example.org', 'b3@example.org'], data: BASIC_MESSAGE });
+    expect(r.rcpts.map((x) => x.text.slice(0, 9))).toEqual(['250 2.1.5', '451 4.4.2', '451 4.4.2']);
+    expect(r.data?.code).toBe(354);
+    expect(r.final[0]?.text).toMatch(/^451 4\.4\.2 next hop connection lost/);
+    expect(await messageLine(gate)).toMatchObject({ relay: 'lost', outcome: 'next hop lost', rcptTo: ['b1@example.org'] });
+    expect(hop.lines.some((l) => /^DATA/i.test(l))).toBe(false);
+    const again = await sendMail(gate.port, { data: BASIC_MESSAGE });
+    expect(again.final[0]?.code).toBe(250);
+  });
+
   it('deferred recipients (452) pass through with their code; the others are delivered', async () => {
     const gate = await startGate({ onRcptTo: (address) => (address.startsWith('full@') ? { code: 452, message: 'mailbox full' } : null) });
     const r = await sendMail(gate.port, { to: ['full@example.org', 'bob@example.org'], data: BASIC_MESSAGE });
