@@ -64,8 +64,10 @@ export class NextHopConnection {
     private readonly lmtp: boolean,
     /** Extensions from the last EHLO/LHLO (after STARTTLS: the one over TLS). */
     readonly capabilities: NextHopCapabilities,
-    /** The next hop's own name from its greeting, so callers can keep it out of texts they pass on; null if none. */
+    /** The next hop's own name from its greeting; null if none. */
     readonly remoteGreetingHost: string | null,
+    /** Every name the next hop gave itself (greeting, EHLO/LHLO/HELO replies), so callers can keep them out of texts they pass on. */
+    readonly remoteNames: readonly string[] = remoteGreetingHost === null ? [] : [remoteGreetingHost],
   ) {}
 
   /** False after any timeout, lost connection, garbled reply, 421, QUIT or close. */
@@ -310,9 +312,11 @@ async function prepare(sock: ReplySocket, opts: NextHopOptions): Promise<Connect
   if (greeting.kind !== 'reply') return greeting;
   if (greeting.reply.code !== 220) return refusedOrOdd(greeting.reply, 'greeting');
   const remoteGreetingHost = greetingHost(greeting.reply);
+  const names = new Set<string>(remoteGreetingHost === null ? [] : [remoteGreetingHost]);
 
   let hello = await sayHello(sock, opts);
   if (hello.kind !== 'ok') return hello;
+  if (hello.name !== null) names.add(hello.name);
 
   if (opts.tls === 'starttls') {
     // sent even when not announced: the next hop's own refusal is a better reason than ours
@@ -323,6 +327,7 @@ async function prepare(sock: ReplySocket, opts: NextHopOptions): Promise<Connect
     if (upgraded.kind !== 'ok') return upgraded;
     hello = await sayHello(sock, opts); // RFC 3207 §4.2: forget what was learnt before TLS
     if (hello.kind !== 'ok') return hello;
+    if (hello.name !== null) names.add(hello.name);
   }
 
   if (opts.auth !== null) {
@@ -330,22 +335,23 @@ async function prepare(sock: ReplySocket, opts: NextHopOptions): Promise<Connect
     if (authed.kind !== 'ok') return authed;
   }
   sock.activity = 'idle';
-  return { kind: 'ok', connection: new NextHopConnection(sock, opts.lmtp, hello.capabilities, remoteGreetingHost) };
+  return { kind: 'ok', connection: new NextHopConnection(sock, opts.lmtp, hello.capabilities, remoteGreetingHost, [...names]) };
 }
 
-type HelloOutcome = { kind: 'ok'; capabilities: NextHopCapabilities } | ConnectFailure;
+/** `name`: the first word of the reply's first line, the name the next hop gives itself (RFC 5321 §4.1.1.1). */
+type HelloOutcome = { kind: 'ok'; capabilities: NextHopCapabilities; name: string | null } | ConnectFailure;
 
 async function sayHello(sock: ReplySocket, opts: NextHopOptions): Promise<HelloOutcome> {
   const verb = opts.lmtp ? 'LHLO' : 'EHLO';
   const ehlo = await sock.command(`${verb} ${opts.heloName}`, verb.toLowerCase());
   if (ehlo.kind !== 'reply') return ehlo;
-  if (ehlo.reply.code === 250) return { kind: 'ok', capabilities: parseEhloCapabilities(ehlo.reply) };
+  if (ehlo.reply.code === 250) return { kind: 'ok', capabilities: parseEhloCapabilities(ehlo.reply), name: greetingHost(ehlo.reply) };
   // RFC 5321 §3.2: a server that does not know EHLO gets HELO — unless we need extensions (TLS, AUTH) or speak LMTP
   const mayFallBack = !opts.lmtp && opts.tls === 'none' && opts.auth === null && ehlo.reply.code >= 500 && ehlo.reply.code < 600;
   if (!mayFallBack) return refusedOrOdd(ehlo.reply, verb.toLowerCase());
   const helo = await sock.command(`HELO ${opts.heloName}`, 'helo');
   if (helo.kind !== 'reply') return helo;
-  if (helo.reply.code === 250) return { kind: 'ok', capabilities: NO_CAPABILITIES };
+  if (helo.reply.code === 250) return { kind: 'ok', capabilities: NO_CAPABILITIES, name: greetingHost(helo.reply) };
   return refusedOrOdd(helo.reply, 'helo');
 }
 
@@ -382,6 +388,7 @@ function refusedOrOdd(reply: SmtpReply, during: string): ConnectFailure {
   return { kind: 'lost', during, detail: `unexpected reply ${reply.code}` };
 }
 
+/** The first word of a greeting's or EHLO reply's first line, when it can be a host name or address literal. */
 function greetingHost(reply: SmtpReply): string | null {
   const first = (reply.lines[0] ?? '').trim().split(' ')[0] ?? '';
   return GREETING_HOST_RE.test(first) ? first : null;

@@ -162,7 +162,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
 
   const hideNames = (connection: NextHopConnection | null): string[] => {
     const rt = deps.runtime.get();
-    return [rt.config.nextHop.host, connection?.remoteGreetingHost ?? ''].filter((n) => n !== '');
+    return [rt.config.nextHop.host, ...(connection?.remoteNames ?? [])].filter((n) => n !== '');
   };
 
   type Opened = { kind: 'ok'; connection: NextHopConnection } | { kind: 'failed'; error: Error };

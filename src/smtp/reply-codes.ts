@@ -106,7 +106,16 @@ export function passThrough(code: number, enhanced: string | null, text: string,
   const e = enhanced && ENHANCED.exec(enhanced) && enhanced[0] === cls ? enhanced : `${cls}.0.0`;
   let safe = text.replace(/[^\x20-\x7e]/g, ' ').slice(0, 200);
   for (const name of hideNames) {
-    if (name.length >= 3) safe = safe.split(name).join('next-hop');
+    if (name.length >= 3) safe = safe.replace(namePattern(name), 'next-hop');
   }
   return { code: validCode, enhanced: e, text: `next hop: ${safe.trim() || 'refused'}` };
+}
+
+/**
+ * `name` in any letter case (host names are case-insensitive, RFC 4343), as a whole word: "mail" is hidden in
+ * "by mail (10.0.0.1)" but not in "mailbox full".
+ */
+function namePattern(name: string): RegExp {
+  const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`(?<![A-Za-z0-9-])${escaped}(?![A-Za-z0-9-])`, 'gi');
 }

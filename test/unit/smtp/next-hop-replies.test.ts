@@ -24,3 +24,19 @@ describe('refusalReply', () => {
     expect(refusalReply(reply(code, enhanced, 'ok whatever'), [])).toMatchObject({ code: 451, enhanced: '4.0.0' });
   });
 });
+
+describe('refusalReply hides the next hop names', () => {
+  it('in any letter case, every occurrence', () => {
+    const r = refusalReply(reply(550, '5.1.1', 'rejected by MX-INTERNAL.corp.lan; see mx-internal.CORP.lan/help'), ['mx-internal.corp.lan']);
+    expect(r.text).toBe('next hop: rejected by next-hop; see next-hop/help');
+  });
+
+  it('as whole words only: a short name inside another word stays', () => {
+    const r = refusalReply(reply(452, '4.2.2', 'mailbox full on mail (10.0.0.1)'), ['mail', '10.0.0.1']);
+    expect(r.text).toBe('next hop: mailbox full on next-hop (next-hop)');
+  });
+
+  it('a name with regular-expression characters is matched literally', () => {
+    expect(refusalReply(reply(550, '5.7.1', 'denied by [10.0.0.1] and 10a0b0c1'), ['[10.0.0.1]']).text).toBe('next hop: denied by next-hop and 10a0b0c1');
+  });
+});
