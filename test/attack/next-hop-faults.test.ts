@@ -195,7 +195,7 @@ describe('faults inside the transaction', () => {
     expect(r.rcpts.map((x) => x.text.slice(0, 9))).toEqual(['250 2.1.5', '451 4.4.2', '451 4.4.2']);
     expect(r.data?.code).toBe(354);
     expect(r.final[0]?.text).toMatch(/^451 4\.4\.2 next hop connection lost/);
-    expect(await messageLine(gate)).toMatchObject({ relay: 'lost', outcome: 'next hop lost', rcptTo: ['b1@example.org'] });
+    expect(await messageLine(gate)).toMatchObject({ relay: 'lost', outcome: 'next hop lost', rcptTo: ['b1@example.org'], decisionReason: 'not reached: the next hop was lost at RCPT' });
     expect(hop.lines.some((l) => /^DATA/i.test(l))).toBe(false);
     const again = await sendMail(gate.port, { data: BASIC_MESSAGE });
     expect(again.final[0]?.code).toBe(250);
