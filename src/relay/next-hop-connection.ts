@@ -303,7 +303,9 @@ function openSocket(opts: NextHopOptions): Promise<OpenOutcome> {
 }
 
 async function prepare(sock: ReplySocket, opts: NextHopOptions): Promise<ConnectOutcome> {
-  const tlsOptions: ConnectionOptions = { ...(isIP(opts.host) === 0 ? { servername: opts.host } : {}), ...opts.tlsOptions };
+  // The certificate is checked against next_hop.host: a name is also sent as SNI; an address is not (RFC 6066 §3), so
+  // Node is given it as `host` (without either, tls.connect over our socket checks the certificate against "localhost").
+  const tlsOptions: ConnectionOptions = { ...(isIP(opts.host) === 0 ? { servername: opts.host } : { host: opts.host }), ...opts.tlsOptions };
   if (opts.tls === 'implicit') {
     const upgraded = await sock.upgradeToTls(tlsOptions, 'tls-handshake');
     if (upgraded.kind !== 'ok') return upgraded;

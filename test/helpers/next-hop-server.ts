@@ -243,8 +243,11 @@ function replyError(reply: ScriptedReply): Error & { responseCode: number } {
 
 const execFileAsync = promisify(execFile);
 
-/** A throwaway self-signed certificate for localhost and 127.0.0.1 (node:crypto cannot make certificates; openssl can). */
-export async function createSelfSignedCertificate(commonName = 'localhost'): Promise<{ key: Buffer; cert: Buffer }> {
+/**
+ * A throwaway self-signed certificate, by default for localhost and 127.0.0.1 (node:crypto cannot make certificates;
+ * openssl can). `subjectAltName` in openssl's syntax, e.g. "IP:127.0.0.1" for a certificate naming only that address.
+ */
+export async function createSelfSignedCertificate(commonName = 'localhost', subjectAltName = `DNS:${commonName},IP:127.0.0.1`): Promise<{ key: Buffer; cert: Buffer }> {
   const dir = await mkdtemp(join(tmpdir(), 'dkimgate-cert-'));
   try {
     const keyPath = join(dir, 'key.pem');
@@ -252,7 +255,7 @@ export async function createSelfSignedCertificate(commonName = 'localhost'): Pro
     await execFileAsync('openssl', [
       'req', '-x509', '-nodes', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
       '-keyout', keyPath, '-out', certPath, '-days', '2', '-subj', `/CN=${commonName}`,
-      '-addext', `subjectAltName=DNS:${commonName},IP:127.0.0.1`,
+      '-addext', `subjectAltName=${subjectAltName}`,
     ]);
     return { key: await readFile(keyPath), cert: await readFile(certPath) };
   } finally {

@@ -667,6 +667,23 @@ describe('TLS and AUTH', () => {
     expect(outcome.kind === 'lost' && outcome.detail).toMatch(/certificate/i);
   });
 
+  it('checks the certificate of a next hop given by IP address against that address (no SNI: RFC 6066 §3)', async () => {
+    const ipOnly = await createSelfSignedCertificate('127.0.0.1', 'IP:127.0.0.1');
+    const server = await nextHop({ tls: ipOnly });
+    const connection = await connected(server, { host: '127.0.0.1', tls: 'starttls', tlsOptions: { ca: ipOnly.cert } });
+    expect(connection.secure).toBe(true);
+    expect(await sendOne(connection, [MESSAGE])).toMatchObject({ kind: 'replies', replies: [{ code: 250 }] });
+  });
+
+  it('refuses a certificate for a name, not the address, of a next hop given by IP address', async () => {
+    // it would pass a check against "localhost", Node's default name when none is given
+    const nameOnly = await createSelfSignedCertificate('localhost', 'DNS:localhost');
+    const server = await nextHop({ tls: nameOnly });
+    const outcome = await connectNextHop(optionsFor(server, { host: '127.0.0.1', tls: 'starttls', tlsOptions: { ca: nameOnly.cert } }));
+    expect(outcome).toMatchObject({ kind: 'lost', during: 'tls-handshake' });
+    expect(outcome.kind === 'lost' && outcome.detail).toMatch(/127\.0\.0\.1/);
+  });
+
   it('refuses to go on in plaintext when the next hop does not do STARTTLS', async () => {
     const server = await nextHop();
     const outcome = await connectNextHop(optionsFor(server, { tls: 'starttls' }));
