@@ -48,6 +48,8 @@ interface Transaction {
   readonly started: number;
   /** Replaced when a pooled connection turns out dead at the deferred MAIL. */
   connection: NextHopConnection;
+  /** The pool `connection` came from, and goes back to: a reload that changes next_hop replaces deps.pool(). */
+  pool: NextHopPool;
   readonly mailFrom: string;
   /** MAIL's parameters while MAIL waits to go out with the first RCPT (pipelined); null once sent. */
   deferredMail: EnvelopeParams | null;
@@ -145,11 +147,11 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     deps.inFlight.finish();
     deps.metrics.transactionFinished();
     // nothing went out on a connection whose MAIL is still deferred: it is clean
-    void deps.pool().release(txn.connection, clean || txn.deferredMail !== null ? 'clean' : 'dirty');
+    void txn.pool.release(txn.connection, clean || txn.deferredMail !== null ? 'clean' : 'dirty');
   };
 
-  const openTransaction = (state: SessionState, connection: NextHopConnection, mailFrom: string, deferredMail: EnvelopeParams | null): void => {
-    state.transaction = { queueId: newQueueId(), started: performance.now(), connection, mailFrom, deferredMail, mailRefusal: null, lost: null, recipients: [], rcptCommands: 0 };
+  const openTransaction = (state: SessionState, connection: NextHopConnection, pool: NextHopPool, mailFrom: string, deferredMail: EnvelopeParams | null): void => {
+    state.transaction = { queueId: newQueueId(), started: performance.now(), connection, pool, mailFrom, deferredMail, mailRefusal: null, lost: null, recipients: [], rcptCommands: 0 };
     deps.inFlight.start();
     deps.metrics.transactionStarted();
   };
@@ -165,11 +167,12 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     return [rt.config.nextHop.host, ...(connection?.remoteNames ?? [])].filter((n) => n !== '');
   };
 
-  type Opened = { kind: 'ok'; connection: NextHopConnection } | { kind: 'failed'; error: Error };
+  type Opened = { kind: 'ok'; connection: NextHopConnection; pool: NextHopPool } | { kind: 'failed'; error: Error };
 
   /** A connection on which the next hop accepted MAIL FROM, or the error the client gets. */
   const openOnNextHop = async (sessionId: string, mailFrom: string, params: EnvelopeParams): Promise<Opened> => {
-    const acquired = await deps.pool().begin((connection) => connection.mailFrom(mailFrom, params));
+    const pool = deps.pool();
+    const acquired = await pool.begin((connection) => connection.mailFrom(mailFrom, params));
     if (acquired.kind !== 'ok') {
       // No message line will say it (no transaction began): the operator reads it here.
       const detail = acquired.kind === 'refused' ? { code: acquired.reply.code, enhanced: acquired.reply.enhanced, text: acquired.reply.text } : acquired;
@@ -179,14 +182,14 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     const connection = acquired.connection;
     const sent = acquired.reply;
     if (sent.kind !== 'reply') {
-      void deps.pool().release(connection, 'dirty');
+      void pool.release(connection, 'dirty');
       return { kind: 'failed', error: counted(commandFailureVerdict(sent)) };
     }
     if (sent.reply.code >= 300) {
-      void deps.pool().release(connection, 'dirty');
+      void pool.release(connection, 'dirty');
       return { kind: 'failed', error: replyError(refusalReply(sent.reply, hideNames(connection))) };
     }
-    return { kind: 'ok', connection };
+    return { kind: 'ok', connection, pool };
   };
 
   const onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {
@@ -200,20 +203,21 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     // A live pooled connection to a next hop that pipelines: MAIL waits for the first RCPT and both go in one round
     // trip (the next hop's verdict on MAIL then reaches the client at that RCPT; no recipient is acknowledged before
     // the next hop accepted it). Without one, MAIL is proxied now, so an unreachable next hop is reported at MAIL.
-    const idle = deps.pool().leaseIdle();
+    const pool = deps.pool();
+    const idle = pool.leaseIdle();
     if (idle !== null && idle.capabilities.pipelining) {
-      openTransaction(state, idle, address.address, params);
+      openTransaction(state, idle, pool, address.address, params);
       return callback();
     }
-    if (idle !== null) void deps.pool().release(idle, 'clean');
+    if (idle !== null) void pool.release(idle, 'clean');
     void (async () => {
       const opened = await openOnNextHop(session.id, address.address, params);
       if (opened.kind !== 'ok') return callback(opened.error);
       if (state.closed) {
-        void deps.pool().release(opened.connection, 'dirty');
+        void opened.pool.release(opened.connection, 'dirty');
         return callback();
       }
-      openTransaction(state, opened.connection, address.address, null);
+      openTransaction(state, opened.connection, opened.pool, address.address, null);
       callback();
     })().catch((err: unknown) => {
       deps.logger.error({ err, session: session.id }, 'MAIL FROM failed');
@@ -237,15 +241,16 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     const dead = both.mail.kind === 'lost' || (both.mail.kind === 'reply' && both.mail.reply.code === 421);
     if (dead) {
       // The next hop closed the pooled connection while it sat idle: MAIL goes on another one (a new one at the latest).
-      deps.pool().discard(txn.connection);
+      txn.pool.discard(txn.connection);
       const opened = await openOnNextHop(sessionId, txn.mailFrom, mailParams);
       if (opened.kind !== 'ok') return (txn.mailRefusal = opened.error);
       if (state.transaction !== txn) {
         // the client ended the transaction (QUIT, RSET, gone) meanwhile: the new connection is not its to keep
-        void deps.pool().release(opened.connection, 'dirty');
+        void opened.pool.release(opened.connection, 'dirty');
         return replyError(REPLIES.internalError);
       }
       txn.connection = opened.connection;
+      txn.pool = opened.pool;
       return txn.connection.rcptTo(rcpt, rcptArgs);
     }
     if (both.mail.kind !== 'reply') return both.mail;
@@ -270,7 +275,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       if (sent.kind !== 'reply') {
         // the connection is gone: back to the pool now (it closes it); the transaction ends with the client's RSET,
         // MAIL, DATA or QUIT
-        void deps.pool().release(txn.connection, 'dirty');
+        void txn.pool.release(txn.connection, 'dirty');
         txn.lost = { reply: counted(commandFailureVerdict(sent)), kind: sent.kind };
         return callback(txn.lost.reply);
       }

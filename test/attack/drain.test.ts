@@ -6,7 +6,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../src/config/defaults.js';
 import { BASIC_MESSAGE } from '../helpers/dkim-test-kit.js';
 import { Harness, waitFor } from '../helpers/daemon-harness.js';
-import { dotStuff, RawClient } from '../helpers/raw-smtp-client.js';
+import { startNextHopServer } from '../helpers/next-hop-server.js';
+import { dotStuff, RawClient, sendMail } from '../helpers/raw-smtp-client.js';
 
 const harness = new Harness();
 beforeAll(() => harness.setup());
@@ -47,5 +48,25 @@ describe('stopping with a transaction before DATA', () => {
     busy.write('RSET\r\n');
     await busy.read(2000);
     await stopped;
+  });
+});
+
+describe('a reload that changes next_hop with a transaction in flight', () => {
+  it('the connection goes back to its own pool: a later drain timeout ends only the connection really in use', async () => {
+    const base = defaultConfig();
+    const gate = await harness.startGate(harness.config({ limits: { ...base.limits, drainTimeout: 1 } }), { onData: { kind: 'delay', ms: 800 } });
+    const hopB = await startNextHopServer({ onData: { kind: 'stall' } });
+    harness.onCleanup(() => hopB.close());
+    const old = sendMail(gate.port, { data: BASIC_MESSAGE });
+    await waitFor(() => gate.nextHop.received.length === 1);
+    expect(await gate.daemon.reload({ ...gate.config, nextHop: { ...gate.config.nextHop, port: hopB.port } })).toMatchObject({ kind: 'ok' });
+    expect((await old).final[0]?.code).toBe(250);
+    // one transaction on the new next hop, which never answers its end of data
+    const stuck = sendMail(gate.port, { data: BASIC_MESSAGE, timeoutMs: 10_000 });
+    await waitFor(() => hopB.received.length === 1);
+    await gate.daemon.stop();
+    expect((await stuck).final[0]?.text).toMatch(/^451 4\.4\.2 /);
+    const ended = gate.logs.find((l) => l.msg === 'drain_timeout passed: ending the transactions still in flight');
+    expect(ended).toMatchObject({ inFlight: 1, nextHopConnectionsEnded: 1 });
   });
 });
