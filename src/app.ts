@@ -97,7 +97,7 @@ function metricDomains(keys: KeyStore): Set<string> {
   return domains;
 }
 
-function createPool(config: Config, address: { host: string; port: number }, ca: Buffer | null): NextHopPool {
+function createPool(config: Config, address: { host: string; port: number }, ca: Buffer | null, logger: Logger): NextHopPool {
   const hop = config.nextHop;
   return createNextHopPool(
     {
@@ -111,6 +111,13 @@ function createPool(config: Config, address: { host: string; port: number }, ca:
       timeoutMs: config.limits.nextHopTimeout * 1000,
     },
     { maxIdle: 32, idleTimeoutMs: 30_000 },
+    {
+      unsolicitedWhileIdle: (reply) =>
+        logger.warn(
+          { nextHopReply: { code: reply.code, enhanced: reply.enhanced, text: reply.text } },
+          'next hop sent a reply nobody asked for on an idle connection: a next hop out of step may not hold a message it answered 250 for; check its log',
+        ),
+    },
   );
 }
 
@@ -157,7 +164,7 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
   metrics.setDnsCacheStats(() => built.resolver.stats());
   // The listeners as bound: a reload re-reads their certificates, but moves no listener.
   const boundListen = config.listen;
-  let pool = createPool(config, nextHopAddress(config), built.runtime.nextHopCa);
+  let pool = createPool(config, nextHopAddress(config), built.runtime.nextHopCa, logger);
   /** Pools replaced by a reload while their connections still carried transactions: a stop ends those too. */
   const retiredPools = new Set<NextHopPool>();
   let draining = false;
@@ -236,7 +243,7 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
       const caChanged = !equalBytes(holder.get().nextHopCa, rebuilt.runtime.nextHopCa);
       if (caChanged || JSON.stringify(current.nextHop) !== JSON.stringify(next.nextHop) || current.limits.nextHopTimeout !== next.limits.nextHopTimeout) {
         const old = pool;
-        pool = createPool(next, nextHopAddress(next), rebuilt.runtime.nextHopCa);
+        pool = createPool(next, nextHopAddress(next), rebuilt.runtime.nextHopCa, logger);
         void old.closeAll();
         for (const p of retiredPools) if (p.stats().inUse === 0) retiredPools.delete(p);
         retiredPools.add(old);

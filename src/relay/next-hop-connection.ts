@@ -85,6 +85,11 @@ export class NextHopConnection {
     return this.sock.tlsSocket !== null;
   }
 
+  /** The reply that ended the connection because no command was owed one (see ReplySocket.unsolicited); else null. */
+  get unsolicitedReply(): SmtpReply | null {
+    return this.sock.unsolicited;
+  }
+
   /** Calls `listener` once when the socket ends for any reason (at once, asynchronously, if it already has). */
   onClosed(listener: () => void): void {
     this.sock.onClose(listener);

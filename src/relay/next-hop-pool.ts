@@ -3,6 +3,7 @@
 // Touches: connections opened with connectNextHop; drops one the next hop closed while idle, never hands it out.
 
 import { connectNextHop, type ConnectOutcome, type NextHopConnection, type NextHopOptions, type ReplyOutcome } from './next-hop-connection.js';
+import type { SmtpReply } from './smtp-reply.js';
 
 export type NextHopPoolLimits = {
   /** Most idle connections kept; a connection released beyond that gets QUIT. */
@@ -61,7 +62,16 @@ export type NextHopPool = {
 
 type IdleEntry = { connection: NextHopConnection; timer: NodeJS.Timeout };
 
-export function createNextHopPool(opts: NextHopOptions, limits: NextHopPoolLimits): NextHopPool {
+export type NextHopPoolEvents = {
+  /**
+   * An idle connection ended by a reply no command was owed (not a 421, which is how a next hop says goodbye): a
+   * next hop out of step, e.g. one that answered 250 before our final dot and refuses the message now. Nothing in
+   * the protocol can tie it to a message any more: it is the operator's to look into.
+   */
+  unsolicitedWhileIdle?(reply: SmtpReply): void;
+};
+
+export function createNextHopPool(opts: NextHopOptions, limits: NextHopPoolLimits, events: NextHopPoolEvents = {}): NextHopPool {
   if (!(Number.isInteger(limits.maxIdle) && limits.maxIdle >= 0)) throw new RangeError('next hop pool: maxIdle must be an integer >= 0');
   if (!(limits.idleTimeoutMs > 0)) throw new RangeError('next hop pool: idleTimeoutMs must be > 0');
 
@@ -85,7 +95,10 @@ export function createNextHopPool(opts: NextHopOptions, limits: NextHopPoolLimit
     watched.add(connection);
     // the next hop closed it (or sent 421) while idle: drop it now rather than at the next acquire
     connection.onClosed(() => {
-      if (takeIdle(connection) !== null) counts.dropped += 1;
+      if (takeIdle(connection) === null) return;
+      counts.dropped += 1;
+      const reply = connection.unsolicitedReply;
+      if (reply !== null && reply.code !== 421) events.unsolicitedWhileIdle?.(reply);
     });
   }
 

@@ -32,6 +32,8 @@ export class ReplySocket {
   private onQueued: (() => void) | null = null;
   /** What the connection is doing, named in a failure that happens while nobody waits. */
   activity = 'idle';
+  /** The reply that ended the socket because no command of ours was owed one (a peer out of step); else null. */
+  unsolicited: SmtpReply | null = null;
 
   constructor(
     socket: Socket,
@@ -280,6 +282,7 @@ export class ReplySocket {
     if (reply.code === 421) this.sawClosing = true;
     if (this.owed === 0) {
       // a reply to nothing: a peer out of step (or a 421 while idle); nothing it says later can be matched
+      this.unsolicited = reply;
       this.fail({ kind: 'lost', during: this.activity, detail: `unsolicited reply ${reply.code}` });
       return;
     }

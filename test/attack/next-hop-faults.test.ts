@@ -315,4 +315,25 @@ describe('replies out of step with the message', () => {
     expect(r.final[0]?.text).toMatch(/^451 4\.4\.2 next hop connection lost/);
     expect(await messageLine(gate)).toMatchObject({ relay, outcome });
   });
+
+  it.each([
+    ['451 4.3.0 changed my mind', true],
+    ['421 4.4.2 idle too long, bye', false],
+  ] as const)('a reply after the 250, on the idle connection ("%s"): warned about unless it is a goodbye', async (late, warned) => {
+    // a 250 after our dot cannot be told from a real one; what the next hop says next is the operator's only clue
+    const script = dataScript({
+      atDot: (socket) => {
+        socket.write('250 2.0.0 queued\r\n');
+        setTimeout(() => socket.write(`${late}\r\n`), 100);
+      },
+    });
+    const hop = await scriptedHop('220 next-hop.internal.test ESMTP', script.answer);
+    const gate = await startGate({}, {}, { host: '127.0.0.1', port: hop.port });
+    expect((await sendMail(gate.port, { data: BASIC_MESSAGE })).final[0]?.code).toBe(250);
+    // the late reply has been read once the daemon has dropped that connection
+    for (let i = 0; i < 100 && (await new Promise<number>((r) => hop.server.getConnections((_e, n) => r(n)))) > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(await new Promise<number>((r) => hop.server.getConnections((_e, n) => r(n)))).toBe(0);
+    const warnings = gate.logs.filter((l) => String(l.msg).startsWith('next hop sent a reply nobody asked for'));
+    expect(warnings.map((l) => (l.nextHopReply as { code: number }).code)).toEqual(warned ? [451] : []);
+  });
 });
