@@ -85,6 +85,11 @@ export class NextHopConnection {
     return this.sock.tlsSocket !== null;
   }
 
+  /** The address this connection reached (a name in next_hop.host resolves to it): internal, kept out of passed-on texts. */
+  get remoteAddress(): string | null {
+    return this.sock.remoteAddress;
+  }
+
   /** The reply that ended the connection because no command was owed one (see ReplySocket.unsolicited); else null. */
   get unsolicitedReply(): SmtpReply | null {
     return this.sock.unsolicited;

@@ -85,6 +85,11 @@ export class ReplySocket {
     this.socket.write(lines.join('\r\n') + '\r\n', 'utf8');
   }
 
+  /** The next hop's IP address as connected (null once the socket is gone and Node no longer knows it). */
+  get remoteAddress(): string | null {
+    return this.socket.remoteAddress ?? null;
+  }
+
   /** Replies received that nobody has read yet (mid-message: the next hop answered before our final dot). */
   get queued(): number {
     return this.queue.length;

@@ -164,7 +164,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
 
   const hideNames = (connection: NextHopConnection | null): string[] => {
     const rt = deps.runtime.get();
-    return [rt.config.nextHop.host, ...(connection?.remoteNames ?? [])].filter((n) => n !== '');
+    return [rt.config.nextHop.host, ...(connection?.remoteNames ?? []), connection?.remoteAddress ?? ''].filter((n) => n !== '');
   };
 
   type Opened = { kind: 'ok'; connection: NextHopConnection; pool: NextHopPool } | { kind: 'failed'; error: Error };

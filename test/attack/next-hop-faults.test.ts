@@ -124,6 +124,7 @@ describe('internal host names in the texts passed on', () => {
     ['named only in its EHLO reply', '220 ESMTP ready', '250-mx-internal.corp.lan\r\n250 PIPELINING', 'mx-internal.corp.lan'],
     ['named in its greeting, in another letter case', '220 MX-Internal.corp.lan ESMTP', '250-relay\r\n250 PIPELINING', 'MX-INTERNAL.corp.lan'],
     ['the configured host in another letter case', '220 ESMTP ready', '250-relay\r\n250 PIPELINING', 'LOCALHOST'],
+    ['the address the configured name led to', '220 ESMTP ready', '250-relay\r\n250 PIPELINING', '127.0.0.1'],
   ])('%s: replaced by "next-hop"; the rest of its text stays', async (_name, greeting, ehlo, inText) => {
     const hop = await scriptedHop(greeting, standard({ EHLO: ehlo, RCPT: `550 5.1.1 <x@y>: mailbox unavailable at ${inText} (10.1.2.3)` }));
     const gate = await startGate({}, {}, { host: 'localhost', port: hop.port });
