@@ -3,7 +3,7 @@
 
 import { parseArgs } from 'node:util';
 import { DEFAULTS } from '../config/defaults.js';
-import { createSigner, signMessage, type Signer } from '../dkim/sign.js';
+import { createSigner, MAX_LIFETIME_HOURS, signMessage, type Signer } from '../dkim/sign.js';
 import type { Canonicalization, SigningAlgorithm } from '../dkim/signature.js';
 import { loadPrivateKey } from '../keys/load-private-key.js';
 import { detectLineEnding, toCrlf } from '../mail/line-endings.js';
@@ -29,7 +29,7 @@ otherwise byte-exact. Options mean what they mean in the daemon's sign section.
                         Name* (all, assert absence); repeat a name to oversign
                         (default ${DEFAULTS.config.sign.headerlist})
   --identity ADDR       agent identity (i=), an address in D or a subdomain
-  --lifetime HOURS      signature lifetime (x=); 0 for none
+  --lifetime HOURS      signature lifetime (x=); 0 for none, at most ${MAX_LIFETIME_HOURS} (ten years)
   --body-length-limit   add l= (the signed body length)
   --copy-headers        add z= (copies of the signed header fields)
   --now UNIX            signing time (t=)
@@ -75,8 +75,8 @@ export const runSign: CommandRunner = async (argv, io) => {
   if (positionals.length > 1) throw new UsageError('sign takes at most one FILE');
   const d = DEFAULTS.config.sign;
   const lifetime = values.lifetime === undefined ? d.lifetime : Number(values.lifetime);
-  if (!Number.isFinite(lifetime) || lifetime < 0 || values.lifetime?.trim() === '') {
-    throw new UsageError(`--lifetime ${values.lifetime}: expected hours >= 0`);
+  if (!(lifetime >= 0 && lifetime <= MAX_LIFETIME_HOURS) || values.lifetime?.trim() === '') {
+    throw new UsageError(`--lifetime ${values.lifetime}: expected hours from 0 to ${MAX_LIFETIME_HOURS}`);
   }
   const nowSec = parseNow(values.now);
   await checkDnsFlags({ servers: values['dns-server'], zones: values['dns-zone'] });

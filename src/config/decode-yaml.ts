@@ -189,8 +189,13 @@ export function decodeYaml(doc: Document.Parsed, lineCounter: LineCounter, file:
             : `must be a whole number from ${node.min} to ${node.max}`,
         );
       case 'number': {
-        const ok = typeof value === 'number' && Number.isFinite(value) && (node.exclusiveMin ? value > node.min : value >= node.min);
+        const ok =
+          typeof value === 'number' &&
+          Number.isFinite(value) &&
+          (node.exclusiveMin ? value > node.min : value >= node.min) &&
+          (node.max === undefined || value <= node.max);
         if (ok) return value;
+        if (node.max !== undefined) return report(line, path, `must be a number from ${node.min} to ${node.max}`);
         return report(line, path, `must be a number ${node.exclusiveMin ? 'greater than' : 'of at least'} ${node.min}`);
       }
       default:

@@ -37,7 +37,12 @@ function toJsonSchema(node: SchemaNode, inherited: unknown): Json {
         ...(node.max >= Number.MAX_SAFE_INTEGER ? {} : { maximum: node.max }),
       };
     case 'number':
-      return { ...described, type: 'number', ...(node.exclusiveMin ? { exclusiveMinimum: node.min } : { minimum: node.min }) };
+      return {
+        ...described,
+        type: 'number',
+        ...(node.exclusiveMin ? { exclusiveMinimum: node.min } : { minimum: node.min }),
+        ...(node.max === undefined ? {} : { maximum: node.max }),
+      };
     case 'boolean':
       return { ...described, type: 'boolean' };
     case 'nullable':

@@ -35,6 +35,8 @@ export interface NumberNode extends Described {
   min: number;
   /** When true, `min` itself is refused. */
   exclusiveMin?: boolean;
+  /** Inclusive upper bound; none when absent. */
+  max?: number;
 }
 
 export interface BooleanNode extends Described {

@@ -2,6 +2,7 @@
 // validation (parse-config-text.ts) and the editor JSON Schema (json-schema.ts). Pure data.
 
 import { parseHeaderList } from '../dkim/header-selection.js';
+import { MAX_LIFETIME_HOURS } from '../dkim/sign.js';
 import { MAX_RSA_KEY_BITS } from '../dkim/key-record.js';
 import { checkDnsServer, checkHost, parseCidr } from './address-syntax.js';
 import { DEFAULTS } from './defaults.js';
@@ -92,7 +93,7 @@ const SIGN_OPTION_FIELDS: Readonly<Record<string, SchemaNode>> = {
     description: 'Agent or user identifier (i=), e.g. @example.com or @%{d}; null for none.',
     inner: text('i= value', { check: checkIdentityTemplate }),
   },
-  lifetime: { kind: 'number', min: 0, description: 'Hours until the signature expires (x=); 0 for no x=.' },
+  lifetime: { kind: 'number', min: 0, max: MAX_LIFETIME_HOURS, description: `Hours until the signature expires (x=); 0 for no x=; at most ${MAX_LIFETIME_HOURS} (ten years).` },
   body_length_limit: { kind: 'boolean', description: 'Add the signed body length (l=). Discouraged: RFC 6376 §8.2.' },
   copy_headers: { kind: 'boolean', description: 'Copy the signed header fields into z= (debugging).' },
 };

@@ -37,6 +37,12 @@ export type SignOutcome = { kind: 'signed'; fields: string[] } | { kind: 'error'
 
 const LINE_LIMIT = 78;
 
+/**
+ * The longest lifetime (ten years): x= must stay a decimal integer of at most 12 digits (RFC 6376 §3.5),
+ * and a longer "expiry" is no expiry an operator means.
+ */
+export const MAX_LIFETIME_HOURS = 87_600;
+
 /** Validates a signer configuration once (start-up or reload); throws Error naming the problem. */
 export function createSigner(config: SignerConfig): Signer {
   const { signingDomain, selector, privateKey, algorithm } = config;
@@ -59,7 +65,7 @@ export function createSigner(config: SignerConfig): Signer {
     if (/[\s;]/.test(config.agentId)) throw new Error(`identity "${config.agentId}" contains whitespace or ";"`);
   }
   const lifetime = config.lifetimeHours ?? 0;
-  if (!(lifetime >= 0) || !Number.isFinite(lifetime)) throw new Error(`lifetime must be a number of hours >= 0`);
+  if (!(lifetime >= 0 && lifetime <= MAX_LIFETIME_HOURS)) throw new Error(`lifetime must be a number of hours from 0 to ${MAX_LIFETIME_HOURS}`);
   return {
     config: { ...config, signingDomain: signingDomain.toLowerCase() },
     headerListEntries: list.entries,
@@ -165,7 +171,8 @@ function buildField(
   f.add(`s=${c.selector};`);
   if (c.agentId) f.add(`i=${c.agentId};`);
   f.add(`t=${nowSec};`);
-  if (c.lifetimeHours && c.lifetimeHours > 0) f.add(`x=${nowSec + Math.round(c.lifetimeHours * 3600)};`);
+  // x= must be later than t= (RFC 6376 §3.5): a lifetime under half a second still expires a second later.
+  if (c.lifetimeHours && c.lifetimeHours > 0) f.add(`x=${nowSec + Math.max(1, Math.round(c.lifetimeHours * 3600))};`);
   if (c.bodyLengthLimit) f.add(`l=${bodyLength};`);
   // FWS may stand around the colons of h= (RFC 6376 §3.5).
   f.addPieces('h=', signedHeaders.map((name, i) => name + (i === signedHeaders.length - 1 ? ';' : ':')));

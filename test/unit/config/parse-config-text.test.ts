@@ -57,7 +57,9 @@ describe('parseConfigText', () => {
     ['verify: { min_key_bits: 16384 }\n', 1, 'verify.min_key_bits', 'must be a whole number from 512 to 8192'],
     ['policy: { on_temperror: reject }\n', 1, 'policy.on_temperror', 'must be one of accept, tempfail'],
     ['policy:\n  require:\n    - { aligned: false }\n', 3, 'policy.require[0].domain', 'is required here'],
-    ['sign: { lifetime: -1 }\n', 1, 'sign.lifetime', 'must be a number of at least 0'],
+    ['sign: { lifetime: -1 }\n', 1, 'sign.lifetime', 'must be a number from 0 to 87600'],
+    // x= must stay a decimal integer of at most 12 digits: a lifetime of 1e20 hours once wrote x=3.6e+23.
+    ['sign:\n  domains:\n    example.com: { selector: s1, lifetime: 1e20 }\n', 3, 'sign.domains.example.com.lifetime', 'must be a number from 0 to 87600'],
     ['sign: { sign_condition: always }\n', 1, 'sign.sign_condition', 'must be one of can_relay, auth_user'],
     ['sign: { key: "keys/%{domain}.pem" }\n', 1, 'sign.key', '"keys/%{domain}.pem": only %{d} (domain) and %{s} (selector) may be used in the key path'],
     ['sign: { identity: "nobody" }\n', 1, 'sign.identity', '"nobody" is not an identity; write [local-part]@domain, e.g. @example.com or @%{d}'],
