@@ -1,4 +1,5 @@
-// The author domains of a message: the domain of each From field's (first) mailbox, RFC 5322 §3.6.2.
+// The author domains of a message: the domain of each From field's first mailbox, and of every mailbox
+// (a From field may name several authors, RFC 5322 §3.6.2).
 // Input: untrusted header bytes; comments and quoted strings are skipped, never interpreted.
 
 import { fieldValue, type FramedMessage } from './header-fields.js';
@@ -6,11 +7,16 @@ import { fieldValue, type FramedMessage } from './header-fields.js';
 /** At most this many characters of a From value are read (a real one is far shorter). */
 const MAX_FROM_CHARS = 8192;
 
-/**
- * The addr-spec of the first mailbox in a From value: inside <...> when there is an angle address,
- * else the first bare word with an "@". Comments "(...)" (nested) and quoted strings are skipped.
- */
+/** The addr-spec of the first mailbox in a From value (see mailboxAddresses). */
 export function firstAddress(value: string): string | null {
+  return mailboxAddresses(value)[0] ?? null;
+}
+
+/**
+ * The addr-spec of each mailbox in a From value, in order: inside <...> when there is an angle address,
+ * else the bare word with an "@". Comments "(...)" (nested) and quoted strings are skipped.
+ */
+export function mailboxAddresses(value: string): string[] {
   let plain = '';
   let depth = 0;
   let quoted = false;
@@ -38,10 +44,14 @@ export function firstAddress(value: string): string | null {
   }
   // The first mailbox: up to a top-level comma (group syntax "name: a@b, c@d;" is read through).
   const afterGroup = plain.includes(':') && plain.indexOf(':') < (plain.indexOf('<') === -1 ? Infinity : plain.indexOf('<')) ? plain.slice(plain.indexOf(':') + 1) : plain;
-  const first = afterGroup.split(',').find((part) => part.includes('@')) ?? '';
-  const angle = /<([^<>]*)>/.exec(first);
-  const spec = (angle ? angle[1]! : first).trim().replace(/;$/, '').trim();
-  return spec.includes('@') ? spec : null;
+  const specs: string[] = [];
+  for (const part of afterGroup.split(',')) {
+    if (!part.includes('@')) continue;
+    const angle = /<([^<>]*)>/.exec(part);
+    const spec = (angle ? angle[1]! : part).trim().replace(/;$/, '').trim();
+    if (spec.includes('@')) specs.push(spec);
+  }
+  return specs;
 }
 
 /** The domain of an addr-spec, lower-cased, without brackets' content (address literals give null). */
@@ -59,6 +69,19 @@ export function authorDomains(framed: FramedMessage): (string | null)[] {
     if (field.lowerName !== 'from') continue;
     const address = firstAddress(fieldValue(framed.buf, field));
     domains.push(address === null ? null : addressDomain(address));
+  }
+  return domains;
+}
+
+/** The domain of every mailbox of every From field, in header order; mailboxes without a usable domain are left out. */
+export function allAuthorDomains(framed: FramedMessage): string[] {
+  const domains: string[] = [];
+  for (const field of framed.fields) {
+    if (field.lowerName !== 'from') continue;
+    for (const address of mailboxAddresses(fieldValue(framed.buf, field))) {
+      const domain = addressDomain(address);
+      if (domain !== null) domains.push(domain);
+    }
   }
   return domains;
 }

@@ -11,7 +11,7 @@ import { bodyHashSpecs, signFramed } from '../dkim/sign.js';
 import type { TxtLookup } from '../dkim/txt-lookup.js';
 import { completeVerification, planVerification, type SignatureVerdict, type VerificationPlan } from '../dkim/verify.js';
 import type { KeyStore, SignerEntry } from '../keys/key-store.js';
-import { authorDomains } from '../mail/author-domains.js';
+import { allAuthorDomains, authorDomains } from '../mail/author-domains.js';
 import type { FramedMessage, HeaderField } from '../mail/header-fields.js';
 import { applyVerifyPolicy, type PolicyDecision } from '../policy/apply-verify-policy.js';
 import type { ClientIdentity } from '../policy/client-identity.js';
@@ -67,6 +67,7 @@ export function prepareMessage(framed: FramedMessage, ctx: MessageContext): Prep
     client: ctx.client,
     relayHosts: ctx.relayHosts,
     fromDomains: authors.filter((d): d is string => d !== null).length === authors.length ? (authors as string[]) : [],
+    allAuthorDomains: allAuthorDomains(framed),
     selectorsByDomain: ctx.keys.byFromDomain,
     allowedDomains: ctx.allowedDomains,
   });

@@ -36,6 +36,11 @@ export interface SigningInput<E extends SigningCandidate = SigningCandidate> {
   relayHosts: readonly Cidr[];
   /** The domain of each From field's address, in header order (lower case); several From fields: never sign. */
   fromDomains: readonly string[];
+  /**
+   * The domain of every mailbox in From (a From field may name several authors). The identity's limit
+   * applies to each that has keys, so the order of the addresses cannot get a message past it.
+   */
+  allAuthorDomains?: readonly string[];
   /** Configured From domain (lower case, A-labels) -> its keys, in configuration order. */
   selectorsByDomain: ReadonlyMap<string, readonly E[]>;
   allowedDomains?: AllowedDomains;
@@ -64,7 +69,8 @@ export type SignDecision<E extends SigningCandidate = SigningCandidate> =
  *    base_domain entry serves its subdomains too, signing as the base domain); none -> verify
  *    ("no key for domain D");
  * 4. the domain's sign_condition: auth_user needs SMTP AUTH (auth_user implies can_relay);
- * 5. the allowed-domains limit of the identity that made the client trusted -> refuse;
+ * 5. the allowed-domains limit of the identity that made the client trusted, for the From domain and for
+ *    every other author domain in From that has keys -> refuse;
  * 6. sign ("signing as D (user U)" or "signing as D (relay host A)").
  */
 export function decideSigning<E extends SigningCandidate>(input: SigningInput<E>): SignDecision<E> {
@@ -91,8 +97,10 @@ export function decideSigning<E extends SigningCandidate>(input: SigningInput<E>
     authUser !== null
       ? (allowedDomains?.byUser?.get(authUser) ?? null)
       : (longestMatch(relayHost ?? '', allowedDomains?.byHost ?? [])?.domains ?? null);
-  if (allowed !== null && !isAllowed(fromDomain, allowed)) {
-    return { kind: 'refuse', reason: `${identity} may not sign for ${fromDomain}` };
+  if (allowed !== null) {
+    const authors = [fromDomain, ...(input.allAuthorDomains ?? []).map(normalizeDomain)];
+    const forbidden = authors.find((d) => d !== null && !isAllowed(d, allowed) && findSigners(d, selectorsByDomain) !== undefined);
+    if (forbidden) return { kind: 'refuse', reason: `${identity} may not sign for ${forbidden}` };
   }
   const domain = first.signingDomain.toLowerCase();
   return { kind: 'sign', domain, fromDomain, signers, reason: `signing as ${domain} (${identity})` };

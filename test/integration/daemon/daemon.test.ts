@@ -526,6 +526,40 @@ describe('SMTP AUTH', () => {
     expect(line.decisionReason).toBe('signing as example.com (user alice)');
   });
 
+  it('refuses a user limited to one domain that names a configured domain it may not use in From, in any position', async () => {
+    const { default: bcrypt } = await import('bcryptjs');
+    const users = join(keyDir, 'limited.htpasswd');
+    await writeFile(users, `alice:${bcrypt.hashSync('right horse', 5)}:example.com\n`, { mode: 0o600 });
+    await harness.writeKey('bank.test', 'rsa1', rsa);
+    const base = harness.config({}, dns.server);
+    const gate = await harness.startGate({
+      ...base,
+      usersFile: users,
+      relayHosts: ['192.0.2.0/24'],
+      listen: [{ ...DEFAULTS.items.listener, port: 0, allowInsecureAuth: true }],
+      sign: { ...base.sign, domains: { ...base.sign.domains, 'bank.test': signDomain([{ selector: 'rsa1' }]) } },
+    });
+    const send = async (from: string): Promise<Reply> => {
+      const client = await RawClient.open(gate.port);
+      await client.command('EHLO client.test');
+      expect((await client.command(`AUTH PLAIN ${plain('alice', 'right horse')}`)).code).toBe(235);
+      expect((await client.command('MAIL FROM:<alice@example.com>')).code).toBe(250);
+      expect((await client.command('RCPT TO:<bob@example.org>')).code).toBe(250);
+      expect((await client.command('DATA')).code).toBe(354);
+      client.write(dotStuff(Buffer.from(UNSIGNED_OUTSIDE.toString('latin1').replace(/^From: .*$/m, `From: ${from}`), 'latin1')));
+      client.write('.\r\n');
+      const reply = await client.read();
+      client.close();
+      return reply;
+    };
+    expect((await send('CEO <ceo@bank.test>, Alice <alice@example.com>')).text).toMatch(/^550 5\.7\.1 /);
+    expect((await send('Alice <alice@example.com>, CEO <ceo@bank.test>')).text).toMatch(/^550 5\.7\.1 /);
+    expect(gate.nextHop.messages).toHaveLength(0);
+    // a co-author in a domain without a key is not ours to judge: signed as example.com
+    expect((await send('Alice <alice@example.com>, Carol <carol@outside.test>')).code).toBe(250);
+    expect(headerOf(gate.nextHop.messages[0]!.data)).toMatch(/^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=example\.com;/);
+  });
+
   it('after a reload, new sessions see the new max_message_size (SIZE) and AUTH once a users_file is added', async () => {
     const base = defaultConfig();
     const gate = await startGate({ limits: { ...base.limits, maxMessageSize: 2000 }, listen: [{ ...DEFAULTS.items.listener, port: 0, allowInsecureAuth: true }] });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { authorDomains, firstAddress } from '../../../src/mail/author-domains.js';
+import { allAuthorDomains, authorDomains, firstAddress, mailboxAddresses } from '../../../src/mail/author-domains.js';
 import { frameMessage } from '../../../src/mail/header-fields.js';
 
 describe('author domains', () => {
@@ -24,6 +24,14 @@ describe('author domains', () => {
   it('gives one domain per From field, lower-cased', () => {
     const framed = frameMessage(Buffer.from('From: Alice <alice@Example.COM>\r\nTo: x@y\r\nFrom: nobody\r\n\r\nbody\r\n'));
     expect(authorDomains(framed)).toEqual(['example.com', null]);
+  });
+
+  it('gives the domain of every mailbox of every From field, for the signing limits', () => {
+    const framed = frameMessage(
+      Buffer.from('From: "Smith, J" <j@A.example.>, (x@evil.example) b@b.example\r\nTo: x@y\r\nFrom: friends: c@c.example, nobody;\r\n\r\nbody\r\n'),
+    );
+    expect(allAuthorDomains(framed)).toEqual(['a.example', 'b.example', 'c.example']);
+    expect(mailboxAddresses('Alice <alice@a.example>, Bob <bob@b.example>')).toEqual(['alice@a.example', 'bob@b.example']);
   });
 
   it('never throws on any From value', () => {

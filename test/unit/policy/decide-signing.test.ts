@@ -131,6 +131,14 @@ describe('decideSigning', () => {
       expect(decide({ client: carol, fromDomains: ['mail.example.org'], allowedDomains: { byUser } })).toMatchObject({ kind: 'sign', domain: 'example.org' });
     });
 
+    it('refuses a limited user naming a configured domain it may not use anywhere in From, not only first', () => {
+      const refused = { kind: 'refuse', reason: 'user alice may not sign for plain.example' };
+      expect(decide({ client: alice, fromDomains: ['plain.example'], allAuthorDomains: ['plain.example', 'example.com'], allowedDomains: { byUser } })).toEqual(refused);
+      expect(decide({ client: alice, fromDomains: ['example.com'], allAuthorDomains: ['example.com', 'PLAIN.example.'], allowedDomains: { byUser } })).toEqual(refused);
+      // a co-author whose domain has no key is not signed for, so not refused
+      expect(decide({ client: alice, fromDomains: ['example.com'], allAuthorDomains: ['example.com', 'gmail.com'], allowedDomains: { byUser } }).kind).toBe('sign');
+    });
+
     it('does not limit users without an entry', () => {
       const dave: ClientIdentity = { ...alice, authUser: 'dave' };
       expect(decide({ client: dave, fromDomains: ['plain.example'], allowedDomains: { byUser } }).kind).toBe('sign');
