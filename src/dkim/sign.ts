@@ -195,6 +195,18 @@ function buildField(
   return { prefix: f.toString(), folder: f };
 }
 
+/**
+ * Why a message cannot get a signature any verifier accepts, or null: it needs exactly one From field
+ * (RFC 5322 §3.6; a verifier gives every signature of a message with several dkim=policy, interface.md §2).
+ */
+function fromFieldProblem(framed: FramedMessage): string | null {
+  let count = 0;
+  for (const f of framed.fields) if (f.hasName('from')) count++;
+  if (count === 0) return 'message has no From field';
+  if (count > 1) return `message has ${count} From fields; RFC 5322 allows one, and verifiers reject every signature of such a message`;
+  return null;
+}
+
 /** The body hashes the signers need (feed them to a BodyHasher while the body arrives). */
 export function bodyHashSpecs(signers: readonly Signer[]): BodyHashSpec[] {
   return signers.map((s) => ({ canon: s.config.bodyCanon, hash: s.hashAlgorithm, limit: null }));
@@ -205,7 +217,8 @@ export function bodyHashSpecs(signers: readonly Signer[]): BodyHashSpec[] {
  * one field per signer, to be prepended in the returned order.
  */
 export function signFramed(framed: FramedMessage, bodies: BodyHasher, signers: readonly Signer[], nowSec: number): SignOutcome {
-  if (!framed.fields.some((f) => f.hasName('from'))) return { kind: 'error', reason: 'message has no From field' };
+  const fromProblem = fromFieldProblem(framed);
+  if (fromProblem !== null) return { kind: 'error', reason: fromProblem };
   const specs = bodyHashSpecs(signers);
   const fields: string[] = [];
   for (let i = 0; i < signers.length; i++) {
@@ -235,7 +248,8 @@ export function signFramed(framed: FramedMessage, bodies: BodyHasher, signers: r
 /** Signs a whole message held in memory; one field per signer, to be prepended in the returned order. */
 export async function signMessage(message: Buffer, signers: readonly Signer[], nowSec: number): Promise<SignOutcome> {
   const framed = frameMessage(message);
-  if (!framed.fields.some((f) => f.hasName('from'))) return { kind: 'error', reason: 'message has no From field' };
+  const fromProblem = fromFieldProblem(framed);
+  if (fromProblem !== null) return { kind: 'error', reason: fromProblem };
   const bodies = new BodyHasher(bodyHashSpecs(signers));
   bodies.update(message.subarray(framed.bodyStart));
   bodies.finish();

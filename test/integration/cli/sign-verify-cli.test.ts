@@ -94,6 +94,14 @@ describe('dkimgate sign and verify', () => {
     expect(late.signatures[0]).toMatchObject({ result: 'policy', reasonCode: 'signature_expired' });
   });
 
+  it('refuses, in one line and exit 1, a message with two From fields, which every verifier would reject', async () => {
+    writeFileSync(join(dir, 'two-from.eml'), MESSAGE_LF.replace('To:', 'From: Mallory <mallory@example.net>\nTo:'));
+    const r = await signFile('two-from.eml');
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe('dkimgate sign: cannot sign: message has 2 From fields; RFC 5322 allows one, and verifiers reject every signature of such a message\n');
+  });
+
   it('prepends an Authentication-Results field and leaves the message byte-exact', async () => {
     const signed = await signFile('msg-lf.eml');
     const r = await runCli(['verify', '--authserv-id', 'mx.example.net', '--dns-zone', zone, '--now', NOW], { input: signed.stdoutBytes });
@@ -157,6 +165,8 @@ describe('dkimgate command-line errors', () => {
     [['verify', '--dns-server', 'not a server'], 2, /--dns-server not a server: "not a server" is not an IPv4 address/],
     [['sign', '--domain', 'example.com', '--selector', 's1', '--key', 'k.pem', '--dns-server', 'not a server'], 2, /^dkimgate sign: --dns-server not a server: "not a server" is not an IPv4 address/],
     [['frobnicate'], 2, /unknown command "frobnicate"/],
+    // x= must be a decimal integer of at most 12 digits: 1e20 hours once wrote x=3.6e+23
+    [['sign', '--domain', 'example.com', '--selector', 's1', '--key', 'k.pem', '--lifetime', '1e20'], 2, /^dkimgate sign: --lifetime 1e20: expected hours from 0 to 87600/],
   ])('dkimgate %j exits %i with one clear line', async (args, status, message) => {
     const r = await runCli(args as string[]);
     expect(r.status).toBe(status);
