@@ -101,7 +101,7 @@ async function diagnoseSelector(sel: SigningSelector, ctx: DoctorContext): Promi
   if (key.kind === 'error' || records.length === 0) {
     lines.push(line('skip', 'matches', key.kind === 'error' ? 'no usable private key' : 'no record'));
   } else {
-    const match = matchPublishedKey(records, key.key.keyObject, sel.algorithm);
+    const match = matchPublishedKey(records, key.key.keyObject, sel);
     if (match.kind === 'no_match') lines.push(line('FAIL', 'matches', `${match.problems.join('; ')} (private key ${sel.keyPath})`));
     else if (match.problems.length > 0) lines.push(line('FAIL', 'matches', match.problems.join('; ')));
     else if (match.record.testing) lines.push(line('warn', 'matches', `the record holds the private key's public half but has t=y: receivers treat failures as unsigned; remove t=y once signing works`));

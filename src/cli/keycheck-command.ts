@@ -36,7 +36,7 @@ export async function checkSelector(sel: SigningSelector, lookupTxt: TxtLookup):
   if (outcome.kind !== 'found' || outcome.records.length === 0) {
     return { ok: false, text: `FAIL ${label}: ${unpublishedProblem(outcome)}` };
   }
-  const match = matchPublishedKey(outcome.records, privateKey.keyObject, sel.algorithm);
+  const match = matchPublishedKey(outcome.records, privateKey.keyObject, sel);
   if (match.kind === 'no_match') return { ok: false, text: `FAIL ${label}: ${match.problems.join('; ')} (private key ${sel.keyPath})` };
   if (match.problems.length > 0) return { ok: false, text: `FAIL ${label}: ${match.problems.join('; ')}` };
   const notes = [`${match.record.keyType} ${match.record.keyBits} bits`];

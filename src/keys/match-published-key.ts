@@ -3,7 +3,7 @@
 // Input: TXT record texts from DNS (untrusted) and a private key loaded by loadPrivateKey.
 
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import type { SignDigest, SigningSelector } from '../config/config.js';
+import type { SigningSelector } from '../config/config.js';
 import { MAX_RSA_KEY_BITS, parseKeyRecord, type PublicKeyRecord } from '../dkim/key-record.js';
 import { MAX_TXT_ANSWER_BYTES, type TxtLookupOutcome } from '../dkim/txt-lookup.js';
 
@@ -31,8 +31,11 @@ export function unpublishedProblem(lookup: TxtLookupOutcome): string {
   return `not published (${lookup.kind === 'nxdomain' ? 'no such name' : 'no TXT record'}); publish the record dkimgate keygen printed`;
 }
 
-/** Finds the record that publishes `privateKey`'s public half and checks that it applies to `algorithm`. */
-export function matchPublishedKey(records: readonly string[], privateKey: KeyObject, algorithm: SignDigest): PublishedKeyMatch {
+/** What a record must suit: the selector's digest, and its i= (null: none, which means @d=) against d=. */
+export type KeyUse = Pick<SigningSelector, 'algorithm' | 'agentId' | 'signingDomain'>;
+
+/** Finds the record that publishes `privateKey`'s public half and checks that it applies to the selector's signatures. */
+export function matchPublishedKey(records: readonly string[], privateKey: KeyObject, use: KeyUse): PublishedKeyMatch {
   const mine = publicDer(privateKey);
   const problems: string[] = [];
   for (const txt of records) {
@@ -45,7 +48,7 @@ export function matchPublishedKey(records: readonly string[], privateKey: KeyObj
       problems.push('published key differs from the private key');
       continue;
     }
-    return { kind: 'match', record: parsed.key, problems: [...applicabilityProblems(parsed.key, algorithm), ...otherKeyProblems(records, mine)] };
+    return { kind: 'match', record: parsed.key, problems: [...applicabilityProblems(parsed.key, use), ...otherKeyProblems(records, mine)] };
   }
   if (records.length === 0) problems.push('no TXT record');
   return { kind: 'no_match', problems };
@@ -69,14 +72,21 @@ export function checkEd25519Records(records: readonly string[]): string | null {
   return firstProblem === null ? 'no TXT record' : `no record has k=ed25519 (${firstProblem})`;
 }
 
-/** Why receivers would not use this record for `algorithm` signatures (RFC 6376 §3.6.1); [] when they would. */
-function applicabilityProblems(key: PublicKeyRecord, algorithm: SignDigest): string[] {
+/** Why receivers would not use this record for the selector's signatures (RFC 6376 §3.6.1); [] when they would. */
+function applicabilityProblems(key: PublicKeyRecord, use: KeyUse): string[] {
+  const { algorithm, agentId, signingDomain } = use;
   const problems: string[] = [];
   const keyType = algorithm === 'ed25519-sha256' ? 'ed25519' : 'rsa';
   if (key.keyType !== keyType) problems.push(`published key is ${key.keyType}, digest is ${algorithm}`);
   const hash = algorithm === 'rsa-sha1' ? 'sha1' : 'sha256';
   if (key.hashes !== null && !key.hashes.includes(hash)) problems.push(`record h=${key.hashes.join(':')} excludes ${hash}`);
   if (key.services !== null && !key.services.includes('*') && !key.services.includes('email')) problems.push('record s= excludes email');
+  if (key.strict && agentId !== null) {
+    const identityDomain = agentId.slice(agentId.lastIndexOf('@') + 1).toLowerCase();
+    if (identityDomain !== signingDomain.toLowerCase()) {
+      problems.push(`record t=s forbids an i= in a subdomain of ${signingDomain}, but identity is ${agentId}: receivers give dkim=permerror; use an identity @${signingDomain} or publish the record without t=s`);
+    }
+  }
   if (key.versionNotFirst) problems.push('v=DKIM1 is not the first tag: RFC 6376 §3.6.1 wants it first, strict verifiers refuse the record');
   if (key.keyType === 'rsa' && key.keyBits > MAX_RSA_KEY_BITS) problems.push(`RSA key of ${key.keyBits} bits: verifiers (dkimgate too) refuse keys over ${MAX_RSA_KEY_BITS} bits`);
   return problems;

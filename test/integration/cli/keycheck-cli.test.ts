@@ -75,6 +75,25 @@ describe('dkimgate keycheck', () => {
     expect(r.stdout).toMatch(/^ok +ed2026\._domainkey\.example\.com/m);
   });
 
+  it('fails a t=s record when the identity (i=) is in a subdomain of d=, which receivers refuse, and passes it for an identity in d=', async () => {
+    const strict = join(dir, 'strict.zone');
+    writeFileSync(strict, readFileSync(published, 'latin1').replace('"v=DKIM1; k=rsa; ', '"v=DKIM1; k=rsa; t=s; " "'));
+    const config = (identity: string): string => {
+      const name = `strict-${identity.replace(/\W/g, '_')}.yaml`;
+      writeFileSync(join(dir, name), ['sign:', `  identity: "${identity}"`, '  domains:', '    example.com: { selector: rsa2026 }', ''].join('\n'));
+      return name;
+    };
+    const sub = await runCli(['keycheck', '--config', config('alice@mail.%{d}'), '--dns-zone', strict], { cwd: dir });
+    expect(sub.stderr).toBe("");
+    expect(sub.status).toBe(1);
+    expect(sub.stdout).toMatch(
+      /^FAIL rsa2026\._domainkey\.example\.com: record t=s forbids an i= in a subdomain of example\.com, but identity is alice@mail\.example\.com: receivers give dkim=permerror/m,
+    );
+    const same = await runCli(['keycheck', '--config', config('alice@%{d}'), '--dns-zone', strict], { cwd: dir });
+    expect(same.stdout).toMatch(/^ok +rsa2026\._domainkey\.example\.com/m);
+    expect(same.status).toBe(0);
+  });
+
   it('reports a selector that is not published at all', async () => {
     const r = await runCli(['keycheck', '--config', 'dkimgate.yaml', '--dns-server', servers.dns.server], { cwd: dir });
     expect(r.status).toBe(1);
