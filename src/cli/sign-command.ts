@@ -3,6 +3,7 @@
 
 import { parseArgs } from 'node:util';
 import { DEFAULTS } from '../config/defaults.js';
+import { normalizeIdentity } from '../config/dkim-syntax.js';
 import { createSigner, MAX_LIFETIME_HOURS, signMessage, type Signer } from '../dkim/sign.js';
 import type { Canonicalization, SigningAlgorithm } from '../dkim/signature.js';
 import { loadPrivateKey } from '../keys/load-private-key.js';
@@ -96,7 +97,7 @@ export const runSign: CommandRunner = async (argv, io) => {
       headerCanon: oneOf<Canonicalization>('header-canon', values['header-canon'], canons, d.headerCanon),
       bodyCanon: oneOf<Canonicalization>('body-canon', values['body-canon'], canons, d.bodyCanon),
       headerList: values.headerlist ?? d.headerlist,
-      agentId: values.identity ?? d.identity,
+      agentId: values.identity === undefined ? d.identity : normalizeIdentity(values.identity),
       lifetimeHours: lifetime,
       bodyLengthLimit: values['body-length-limit'] || d.bodyLengthLimit,
       copyHeaders: values['copy-headers'] || d.copyHeaders,

@@ -68,6 +68,19 @@ export function checkIdentityTemplate(text: string): string | null {
   return parsed.kind === 'ok' ? null : parsed.reason;
 }
 
+/**
+ * An i= (or i= template) with its domain written as d= is: lower case, A-labels, no trailing dot (the
+ * domain part of a template with %{d} is kept as written). Unchanged when the domain does not parse.
+ */
+export function normalizeIdentity(text: string): string {
+  const at = text.lastIndexOf('@');
+  if (at === -1) return text;
+  const domain = text.slice(at + 1);
+  if (domain.includes('%{d}')) return text;
+  const parsed = parseDomainName(domain);
+  return parsed.kind === 'ok' ? `${text.slice(0, at + 1)}${parsed.domain}` : text;
+}
+
 /** Checks an expanded i= against its d= (RFC 6376 §3.5: same domain or a subdomain). Returns a problem or null. */
 export function checkIdentityInDomain(identity: string, signingDomain: string): string | null {
   const domainPart = identity.slice(identity.lastIndexOf('@') + 1).toLowerCase();

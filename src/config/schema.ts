@@ -10,6 +10,7 @@ import {
   checkIdentityTemplate,
   checkKeyTemplate,
   checkSelector,
+  normalizeIdentity,
   parseDomainName,
 } from './dkim-syntax.js';
 import type { ListNode, ObjectNode, SchemaNode, StringNode } from './schema-node.js';
@@ -91,7 +92,7 @@ const SIGN_OPTION_FIELDS: Readonly<Record<string, SchemaNode>> = {
   identity: {
     kind: 'nullable',
     description: 'Agent or user identifier (i=), e.g. @example.com or @%{d}; null for none.',
-    inner: text('i= value', { check: checkIdentityTemplate }),
+    inner: text('i= value', { check: checkIdentityTemplate, normalize: normalizeIdentity }),
   },
   lifetime: { kind: 'number', min: 0, max: MAX_LIFETIME_HOURS, description: `Hours until the signature expires (x=); 0 for no x=; at most ${MAX_LIFETIME_HOURS} (ten years).` },
   body_length_limit: { kind: 'boolean', description: 'Add the signed body length (l=). Discouraged: RFC 6376 §8.2.' },

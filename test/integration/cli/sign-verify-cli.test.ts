@@ -94,6 +94,14 @@ describe('dkimgate sign and verify', () => {
     expect(late.signatures[0]).toMatchObject({ result: 'policy', reasonCode: 'signature_expired' });
   });
 
+  it('takes --identity with its domain in another case or with a trailing dot, writing it as d= is', async () => {
+    const signed = await signFile('msg-crlf.eml', ['--identity', 'alice@Mail.EXAMPLE.com.']);
+    expect(signed.status).toBe(0);
+    const field = signed.stdout.slice(0, signed.stdout.indexOf('\nFrom:')).replace(/\r?\n\t/g, ' ');
+    expect(field).toMatch(/ i=alice@mail\.example\.com;/);
+    expect((await verifyJson(signed.stdoutBytes)).signatures[0]).toMatchObject({ result: 'pass', identity: 'alice@mail.example.com' });
+  });
+
   it('refuses, in one line and exit 1, a message with two From fields, which every verifier would reject', async () => {
     writeFileSync(join(dir, 'two-from.eml'), MESSAGE_LF.replace('To:', 'From: Mallory <mallory@example.net>\nTo:'));
     const r = await signFile('two-from.eml');

@@ -31,6 +31,16 @@ describe('resolveSigningSelectors', () => {
     ]);
   });
 
+  it('writes the domain of a configured identity as d= is written: A-labels, lower case, no trailing dot', () => {
+    const entries = selectorsOf(
+      'sign:\n  domains:\n    bücher.example: { selector: s1, identity: "news@Bücher.Example" }\n    example.com: { selector: s1, identity: "a@MAIL.Example.COM." }\n',
+    );
+    expect(entries.map((e) => [e.signingDomain, e.agentId])).toEqual([
+      ['xn--bcher-kva.example', 'news@xn--bcher-kva.example'],
+      ['example.com', 'a@mail.example.com'],
+    ]);
+  });
+
   it('signs as base_domain and expands %{d} to it in the key path', () => {
     const [entry] = selectorsOf('sign:\n  identity: "@%{d}"\n  domains:\n    mail.example.org: { selector: s1, base_domain: example.org }\n');
     expect(entry).toMatchObject({
