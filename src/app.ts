@@ -4,7 +4,7 @@
 
 import { hostname, tmpdir } from 'node:os';
 import type { SMTPServer } from 'smtp-server';
-import type { Config } from './config/config.js';
+import type { Config, ListenerConfig } from './config/config.js';
 import { resolveSigningSelectors } from './config/resolve-signing-selectors.js';
 import { createDnsResolver, loadZoneFiles, type DnsResolver } from './dns/create-dns-resolver.js';
 import { loadKeyStore, type KeyStore } from './keys/key-store.js';
@@ -28,8 +28,10 @@ export type RuntimeBuild = { kind: 'ok'; runtime: Runtime; resolver: DnsResolver
 /**
  * Loads everything a configuration refers to; nothing is swapped in unless all of it loaded. `previous`
  * (the running runtime, on reload) lends the keys it parsed, so unchanged keys are not parsed again.
+ * `bound`: the listeners as they were bound at start (on reload), which the runtime's per-listener
+ * entries must follow index for index.
  */
-export async function buildRuntime(config: Config, previous?: Runtime): Promise<RuntimeBuild> {
+export async function buildRuntime(config: Config, previous?: Runtime, bound: readonly ListenerConfig[] = config.listen): Promise<RuntimeBuild> {
   const problems: string[] = [];
   const warnings: string[] = [];
   let zoneRecords;
@@ -76,15 +78,32 @@ export async function buildRuntime(config: Config, previous?: Runtime): Promise<
     lookupTxt: resolver.lookupTxt,
     relayHosts,
     xforwardHosts,
-    listeners: config.listen.map((l) => ({
-      config: l,
-      relayHosts: l.relayHosts ? compileCidrs(l.relayHosts) : relayHosts,
-      xforwardHosts: l.xforwardHosts ? compileCidrs(l.xforwardHosts) : xforwardHosts,
-    })),
+    listeners: bound.map((boundListener, index) => {
+      const l = sameAddress(boundListener, index, config.listen);
+      return {
+        config: l,
+        relayHosts: l.relayHosts ? compileCidrs(l.relayHosts) : relayHosts,
+        xforwardHosts: l.xforwardHosts ? compileCidrs(l.xforwardHosts) : xforwardHosts,
+      };
+    }),
     addedHeaderBytes: maxAddedHeaderBytes(keys.store, config.authservId, config.verify),
     nextHopCa,
   };
   return { kind: 'ok', runtime, resolver, warnings };
+}
+
+/**
+ * The entry of `listen` at the bound listener's address and protocol, whose relay_hosts and
+ * xforward_hosts a reload applies; the bound entry itself when the new configuration dropped or moved it
+ * (that listener keeps serving as it was until a restart). Never another listener's entry: after a reload
+ * that removed or reordered listeners, a listener must not take a neighbour's relay_hosts.
+ */
+function sameAddress(bound: ListenerConfig, index: number, listen: readonly ListenerConfig[]): ListenerConfig {
+  const same = (l: ListenerConfig | undefined): l is ListenerConfig =>
+    l !== undefined && l.host === bound.host && l.port === bound.port && l.protocol === bound.protocol;
+  // the same index first: several listeners on port 0 share an address in the file
+  const atIndex = listen[index];
+  return same(atIndex) ? atIndex : (listen.find(same) ?? bound);
 }
 
 /** Domains with their own metrics label: each From domain with a selector and each d= it signs as (a base_domain). */
@@ -228,7 +247,7 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
     addresses,
     metricsAddress: metricsServer ? metricsServer.address : null,
     async reload(next) {
-      const rebuilt = await buildRuntime(next, holder.get());
+      const rebuilt = await buildRuntime(next, holder.get(), boundListen);
       if (rebuilt.kind === 'error') return rebuilt;
       const certificates = await readListenerCertificates(boundListen);
       if (certificates.kind === 'error') return { kind: 'error', problems: certificates.problems.map(describeFinding) };

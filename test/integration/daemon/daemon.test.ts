@@ -587,4 +587,27 @@ describe('SMTP AUTH', () => {
     });
     expect((await sendMail(gate.port, { data: BASIC_MESSAGE })).final[0]?.code).toBe(250);
   });
+
+  it('after a reload that reorders or drops listeners, each bound listener keeps its own relay_hosts and keeps serving', async () => {
+    const [portA, portB] = [await freeClosedPort(), await freeClosedPort()];
+    // A trusts nobody (its own empty relay_hosts); B inherits the global 127.0.0.1/32
+    const a = { ...DEFAULTS.items.listener, host: '127.0.0.1', port: portA, relayHosts: [] };
+    const b = { ...DEFAULTS.items.listener, host: '127.0.0.1', port: portB };
+    const gate = await startGate({ listen: [a, b] });
+    const decisionAt = async (port: number) => {
+      const before = gate.messageLines().length;
+      const r = await sendMail(port, { data: BASIC_MESSAGE });
+      expect(r.ehlo.code).toBe(250);
+      expect(r.final[0]?.code).toBe(250);
+      return (await waitFor(() => gate.messageLines()[before])).decision;
+    };
+    expect([await decisionAt(portA), await decisionAt(portB)]).toEqual(['verify', 'sign']);
+
+    expect(await gate.daemon.reload({ ...gate.config, listen: [b, a] })).toMatchObject({ kind: 'ok' });
+    expect([await decisionAt(portA), await decisionAt(portB)]).toEqual(['verify', 'sign']);
+
+    // B is gone from the file: it keeps serving as it was bound until a restart (it used to answer 451 4.3.0 to EHLO)
+    expect(await gate.daemon.reload({ ...gate.config, listen: [a] })).toMatchObject({ kind: 'ok' });
+    expect([await decisionAt(portA), await decisionAt(portB)]).toEqual(['verify', 'sign']);
+  });
 });
