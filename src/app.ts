@@ -233,12 +233,20 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
   }
   let metricsServer: MetricsServer | null = null;
   if (config.metrics) {
-    metricsServer = await startMetricsServer({
-      host: config.metrics.host,
-      port: config.metrics.port,
-      metrics,
-      health: () => ({ ok: !draining, detail: { draining, inFlight, listeners: addresses.length } }),
-    });
+    try {
+      metricsServer = await startMetricsServer({
+        host: config.metrics.host,
+        port: config.metrics.port,
+        metrics,
+        health: () => ({ ok: !draining, detail: { draining, inFlight, listeners: addresses.length } }),
+      });
+    } catch (err) {
+      // A start that fails must not leave the listeners open: the process would go on serving mail
+      // half-started, with no signal handlers (SIGHUP would kill it), after saying it cannot start.
+      for (const s of servers) s.close();
+      await outbox?.close();
+      throw Object.assign(err as Error, { configKey: 'metrics' });
+    }
   }
   for (const a of addresses) logger.info({ listener: `${a.protocol}://${formatHostPort(a.host, a.port)}` }, 'listening');
   if (metricsServer) logger.info({ metrics: `http://${formatHostPort(metricsServer.address.host, metricsServer.address.port)}/metrics` }, 'metrics listening');

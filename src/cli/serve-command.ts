@@ -98,9 +98,9 @@ export const runServe: CommandRunner = async (argv, io) => {
   } catch (err) {
     removeSignalHandlers();
     if (err instanceof StartupError) throw new CliError(`cannot start: ${err.problems.join('; ')}`);
-    const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+    const e = err as NodeJS.ErrnoException & { address?: string; port?: number; configKey?: string };
     if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
-      throw new CliError(`cannot listen on ${e.address ?? '?'}:${e.port ?? '?'}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.code === 'EACCES' ? 'permission denied' : 'address not available'}; change listen in the config`);
+      throw new CliError(`cannot listen on ${e.address ?? '?'}:${e.port ?? '?'}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.code === 'EACCES' ? 'permission denied' : 'address not available'}; change ${e.configKey ?? 'listen'} in the config`);
     }
     throw err;
   }

@@ -249,6 +249,24 @@ describe('dkimgate serve (a real process)', () => {
     }
   });
 
+  it('exits when the metrics address is taken, closing the SMTP listener it had opened', async () => {
+    const hop = await nextHop();
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (taken.address() as AddressInfo).port;
+      const configPath = join(dir, 'metrics-taken.yaml');
+      await writeFile(configPath, configYaml(hop.port, ['example.com'], `metrics: { host: 127.0.0.1, port: ${port} }`));
+      const failed = spawnServe(['--config', configPath]);
+      // it used to say it cannot listen, then go on serving mail half-started (no SIGHUP or SIGTERM handling)
+      const outcome = await Promise.race([failed.exited, new Promise((resolve) => setTimeout(() => resolve('still running'), 10_000))]);
+      expect(outcome).toBe(1);
+      expect(failed.stderr()).toBe(`dkimgate serve: cannot listen on 127.0.0.1:${port}: address already in use; change metrics in the config\n`);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  });
+
   it('refuses to start with a STARTTLS certificate it cannot serve, naming the file and the fault', async () => {
     const hop = await nextHop();
     const tls = { key: join(dir, 'tls-key.pem'), cert: join(dir, 'tls-cert.pem') };
