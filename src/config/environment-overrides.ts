@@ -6,7 +6,7 @@ import type { Config, ConfigProblem } from './config.js';
 import { decodeYaml } from './decode-yaml.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import type { ObjectNode, SchemaNode } from './schema-node.js';
-import { formatHostPort } from './address-syntax.js';
+import { bindConflicts } from './bind-conflicts.js';
 
 /** Where environment problems say they come from (formatConfigProblem prints "environment: VAR: message"). */
 export const ENVIRONMENT_SOURCE = 'environment';
@@ -163,12 +163,12 @@ export function applyEnvironment(config: Config, env: Readonly<Record<string, st
     override.apply(next, decoded.value);
     applied.push(name);
   }
-  if (env.DKIMGATE_LISTEN !== undefined && problems.length === 0) {
-    const seen = new Set<string>();
-    for (const l of next.listen) {
-      const address = formatHostPort(l.host, l.port);
-      if (l.port !== 0 && seen.has(address)) problem('DKIMGATE_LISTEN', `${address} is listed twice`);
-      seen.add(address);
+  // the listeners and the metrics listener together, as the file's are checked: each must be bindable
+  if ((env.DKIMGATE_LISTEN !== undefined || env.DKIMGATE_METRICS !== undefined) && problems.length === 0) {
+    for (const conflict of bindConflicts(next)) {
+      const atMetrics = conflict.keyPath.startsWith('metrics');
+      const name = (atMetrics && env.DKIMGATE_METRICS !== undefined) || env.DKIMGATE_LISTEN === undefined ? 'DKIMGATE_METRICS' : 'DKIMGATE_LISTEN';
+      problem(name, `${conflict.keyPath}: ${conflict.message}`);
     }
   }
   return problems.length > 0 ? { kind: 'error', problems } : { kind: 'ok', config: next, applied, warnings };

@@ -7,7 +7,7 @@ import { decodeYaml } from './decode-yaml.js';
 import { checkIdentityInDomain } from './dkim-syntax.js';
 import { resolveSigningSelectors } from './resolve-signing-selectors.js';
 import { CONFIG_SCHEMA } from './schema.js';
-import { formatHostPort } from './address-syntax.js';
+import { bindConflicts } from './bind-conflicts.js';
 
 export type ConfigParse =
   | {
@@ -84,14 +84,8 @@ export function parseConfigText(text: string, fileName: string): ConfigParse {
     warnings.push({ file: fileName, line: lineOf(keyPath), keyPath, message });
   };
 
-  const listenerAt = new Map<string, number>();
-  config.listen.forEach((listener, index) => {
-    if (listener.port === 0) return;
-    const address = formatHostPort(listener.host, listener.port);
-    const earlier = listenerAt.get(address);
-    if (earlier !== undefined) problem(`listen[${index}].port`, `listen[${earlier}] already listens on ${address}`);
-    else listenerAt.set(address, index);
-  });
+  // checked here, not only by bind() at start: `config check` must not pass what start cannot bind
+  for (const conflict of bindConflicts(config)) problem(conflict.keyPath, conflict.message);
 
   if (config.limits.maxHeaderSize > config.limits.maxMessageSize) {
     problem('limits.max_header_size', `must not exceed limits.max_message_size (${config.limits.maxMessageSize})`);

@@ -71,7 +71,11 @@ describe('applyEnvironment', () => {
     [{ DKIMGATE_RELAY_HOSTS: '10.0.0.1/8' }, 'environment: DKIMGATE_RELAY_HOSTS: "10.0.0.1/8": entry 1: "10.0.0.1/8" has host bits set; did you mean 10.0.0.0/8?'],
     [{ DKIMGATE_LISTEN: '' }, 'environment: DKIMGATE_LISTEN: "": needs at least 1 entry'],
     [{ DKIMGATE_LISTEN: 'smtps://0.0.0.0:465' }, 'environment: DKIMGATE_LISTEN: "smtps://0.0.0.0:465": entry 1 protocol: must be one of smtp, lmtp'],
-    [{ DKIMGATE_LISTEN: '0.0.0.0:25,0.0.0.0:25' }, 'environment: DKIMGATE_LISTEN: 0.0.0.0:25 is listed twice'],
+    [{ DKIMGATE_LISTEN: '0.0.0.0:25,0.0.0.0:25' }, 'environment: DKIMGATE_LISTEN: listen[1].port: listen[0] already listens on 0.0.0.0:25'],
+    // start would bind the first, then fail on the second: refused here, as the file is
+    [{ DKIMGATE_LISTEN: '0.0.0.0:25,127.0.0.1:25' }, 'environment: DKIMGATE_LISTEN: listen[1].port: listen[0] listens on 0.0.0.0:25, which covers 127.0.0.1:25'],
+    [{ DKIMGATE_METRICS: '127.0.0.1:10027' }, 'environment: DKIMGATE_METRICS: metrics.port: listen[0] already listens on 127.0.0.1:10027'],
+    [{ DKIMGATE_LISTEN: '[::]:9110', DKIMGATE_METRICS: '0.0.0.0:9110' }, 'environment: DKIMGATE_METRICS: metrics.port: listen[0] listens on [::]:9110, which covers 0.0.0.0:9110'],
     [{ DKIMGATE_AUTHSERV_ID: 'mx example' }, 'environment: DKIMGATE_AUTHSERV_ID: "mx example": "mx example" is not a valid authserv-id; use a host name such as mx.example.net'],
     [{ DKIMGATE_DNS_SERVERS: 'dns.google' }, 'environment: DKIMGATE_DNS_SERVERS: "dns.google": entry 1: "dns.google" is not a resolver address; write an IP address with an optional port, e.g. 127.0.0.1:5353 or [::1]:53'],
   ])('refuses %o, naming the variable', (env, message) => {

@@ -156,6 +156,30 @@ describe('parseConfigText', () => {
     expect(problems).toEqual([{ file: FILE, line: 3, keyPath: 'listen[1].port', message: 'listen[0] already listens on 127.0.0.1:2525' }]);
   });
 
+  it('refuses listeners and a metrics listener that cannot all be bound (a wildcard covers the other address)', () => {
+    const text = [
+      'listen:',
+      '  - { host: 0.0.0.0, port: 2525 }',
+      '  - { host: 127.0.0.1, port: 2525 }',
+      '  - { host: "::1", port: 2525 }',
+      '  - { host: "::1", port: 0 }',
+      '  - { host: "::1", port: 0 }',
+      'metrics: { host: "::1", port: 2525 }',
+      '',
+    ].join('\n');
+    expect(problemsOf(text)).toEqual([
+      {
+        file: FILE,
+        line: 3,
+        keyPath: 'listen[1].port',
+        message: 'listen[0] listens on 0.0.0.0:2525, which covers 127.0.0.1:2525: only one of them can be bound; give each its own port',
+      },
+      { file: FILE, line: 7, keyPath: 'metrics.port', message: 'listen[2] already listens on [::1]:2525' },
+    ]);
+    // 0.0.0.0 leaves IPv6 addresses free; port 0 is any free port
+    expect(configOf('listen:\n  - { host: 0.0.0.0, port: 2525 }\n  - { host: "::1", port: 2525 }\nmetrics: { host: 0.0.0.0, port: 0 }\n').config.listen).toHaveLength(2);
+  });
+
   it('refuses a header size limit above the message size limit', () => {
     expect(problemsOf('limits:\n  max_message_size: 1000\n').map((p) => [p.line, p.keyPath])).toEqual([[1, 'limits.max_header_size']]);
   });
