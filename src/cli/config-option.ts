@@ -4,9 +4,9 @@
 
 import { access } from 'node:fs/promises';
 import { builtInConfig, DEMO } from '../config/built-in-config.js';
-import type { Config } from '../config/config.js';
+import type { Config, ConfigProblem } from '../config/config.js';
 import { applyEnvironment, CONFIG_PATH_VARIABLE } from '../config/environment-overrides.js';
-import { ConfigError, formatConfigWarning, loadConfig } from '../config/load-config.js';
+import { ConfigError, formatConfigWarning, loadConfigFile } from '../config/load-config.js';
 import { CliError } from './cli-error.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/dkimgate.yaml';
@@ -19,7 +19,7 @@ export interface CliConfig {
   file: string | null;
   /** The DKIMGATE_* variables that overrode a setting. */
   environment: string[];
-  /** e.g. an unknown DKIMGATE_* variable, as "environment: NAME: message". */
+  /** The file's warnings ("FILE:LINE: key: warning: …") and the environment's (an unknown DKIMGATE_* variable). */
   warnings: string[];
 }
 
@@ -38,15 +38,20 @@ export async function configPath(path: string | undefined, env: NodeJS.ProcessEn
  */
 export async function loadCliConfig(path: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<CliConfig> {
   const file = await configPath(path, env);
-  let config: Config;
+  let loaded: { config: Config; warnings: ConfigProblem[] };
   try {
-    config = file === null ? builtInConfig({ demoZonePresent: await exists(DEMO.zoneFile) }) : await loadConfig(file);
+    loaded = file === null ? { config: builtInConfig({ demoZonePresent: await exists(DEMO.zoneFile) }), warnings: [] } : await loadConfigFile(file);
   } catch (err) {
     throw new CliError((err as Error).message, 2);
   }
-  const overridden = applyEnvironment(config, env);
+  const overridden = applyEnvironment(loaded.config, env);
   if (overridden.kind === 'error') throw new CliError(new ConfigError(overridden.problems).message, 2);
-  return { config: overridden.config, file, environment: overridden.applied, warnings: overridden.warnings.map(formatConfigWarning) };
+  return {
+    config: overridden.config,
+    file,
+    environment: overridden.applied,
+    warnings: [...loaded.warnings, ...overridden.warnings].map(formatConfigWarning),
+  };
 }
 
 /** "config/dkimgate.yaml", or what the built-in configuration is, for log and report lines. */

@@ -26,6 +26,14 @@ export function formatConfigWarning(problem: ConfigProblem): string {
 
 /** Reads and validates the config file at `path`; throws ConfigError listing every problem. */
 export async function loadConfig(path: string): Promise<Config> {
+  return (await loadConfigFile(path)).config;
+}
+
+/**
+ * As loadConfig, with the warnings `config check` prints (rsa-sha1, auth_user without users_file):
+ * the daemon logs them at start and reload, so that they are not seen only by whoever ran the check.
+ */
+export async function loadConfigFile(path: string): Promise<{ config: Config; warnings: ConfigProblem[] }> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -34,7 +42,7 @@ export async function loadConfig(path: string): Promise<Config> {
   }
   const parsed = parseConfigText(text, path);
   if (parsed.kind === 'error') throw new ConfigError(parsed.problems);
-  return parsed.config;
+  return { config: parsed.config, warnings: parsed.warnings };
 }
 
 /** A one-line reason why a config (or other referenced) file cannot be read, with the fix. */

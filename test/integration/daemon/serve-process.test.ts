@@ -128,6 +128,21 @@ describe('dkimgate serve (a real process)', () => {
     expect(hop.messages[1]!.data.toString('latin1')).toMatch(/^DKIM-Signature:[^]*?d=added\.test/);
   });
 
+  it('logs the warnings config check prints, at start and at each reload', async () => {
+    const hop = await nextHop();
+    const configPath = join(dir, 'warned.yaml');
+    const authUser = configYaml(hop.port, ['example.com']).replace('sign:\n', 'sign:\n  sign_condition: auth_user\n');
+    await writeFile(configPath, authUser);
+    const served = await serve(configPath);
+    const warned = (l: { level?: unknown; msg?: unknown }) =>
+      l.level === 'warn' && typeof l.msg === 'string' && l.msg.includes('sign.sign_condition: warning: auth_user needs SMTP AUTH, but users_file is not set');
+    // it used to be silent: nothing signed, and only `config check` said why
+    expect(served.lines.filter(warned)).toEqual([expect.objectContaining({ msg: expect.stringMatching(/^\S*warned\.yaml:\d+: /) })]);
+    served.child.kill('SIGHUP');
+    await waitFor(() => served.lines.find((l) => l.msg === 'configuration reloaded'), RELOAD_WAIT_MS);
+    expect(served.lines.filter(warned)).toHaveLength(2);
+  });
+
   it('finishes a transaction in flight on SIGTERM, exits 0, and then refuses new connections', async () => {
     // A next hop that answers end-of-data about a second late.
     const delayed = await nextHop({ onData: { kind: 'delay', ms: 1000 } });
