@@ -3,6 +3,7 @@
 
 import { constants } from 'node:fs';
 import { access, readFile, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Config, ConfigProblem, SigningSelector } from '../config/config.js';
@@ -138,9 +139,10 @@ export async function checkReferencedFiles(
       for (const problem of error.problems) problems.push(at('users_file', problem));
     }
   }
-  if (config.limits.spoolDir !== null) {
-    // as the user running the check: the daemon's user may still differ
-    const spoolProblem = await spoolDirProblem(config.limits.spoolDir);
+  {
+    // as the user running the check: the daemon's user may still differ. Unset, it is the system temporary
+    // directory ($TMPDIR), which the daemon checks at start too.
+    const spoolProblem = await spoolDirProblem(config.limits.spoolDir ?? tmpdir());
     if (spoolProblem) problems.push(at('limits.spool_dir', spoolProblem));
   }
 

@@ -212,6 +212,20 @@ describe('dkimgate config check', () => {
     expect([result.status, result.stderr]).toEqual([2, `${path}:2: limits.spool_dir: cannot create spool files in ${join(dir, 'no-such-spool')}: no such directory\n`]);
   });
 
+  it('checks the system temporary directory when spool_dir is not set, as start does', async () => {
+    const { path } = await configFile('authserv_id: mx.example.net\n');
+    const missing = join(dir, 'no-such-tmp');
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = missing;
+    try {
+      // it used to say ok, and serve then refused to start
+      expect(await check(['--config', path])).toMatchObject({ status: 2, stderr: `${path}:1: limits.spool_dir: cannot create spool files in ${missing}: no such directory\n` });
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
+  });
+
   it('names a --config file that does not exist (exit 2)', async () => {
     const path = join(dir, 'absent.yaml');
     const result = await check(['--config', path]);
