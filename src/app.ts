@@ -262,6 +262,10 @@ export async function startDaemon(config: Config, logger: Logger, options: Daemo
       rebuilt.warnings.push(...certificates.warnings.map(describeFinding));
       const current = holder.get().config;
       if (JSON.stringify(current.listen) !== JSON.stringify(next.listen)) {
+        // New TLS files serve only after a restart, but a file that restart would refuse is refused now,
+        // not found out at the next restart (or reboot).
+        const upcoming = await readListenerCertificates(next.listen);
+        if (upcoming.kind === 'error') return { kind: 'error', problems: upcoming.problems.map(describeFinding) };
         rebuilt.warnings.push('listen changed: listeners are only re-bound at restart; the old ones keep serving');
       }
       if (JSON.stringify(current.metrics) !== JSON.stringify(next.metrics)) {

@@ -147,6 +147,22 @@ describe('certificates renewed on disk', () => {
   });
 });
 
+describe('a reload that changes listen', () => {
+  it('refuses TLS files that the restart it waits for would refuse, and keeps serving', async () => {
+    const gate = await harness.startGate(harness.config({ relayHosts: [], listen: [listener()] }));
+    const notACertificate = join(dir, 'not-a-cert.pem');
+    await writeFile(notACertificate, 'this is no certificate\n');
+    const next = { ...gate.config, listen: [listener({ tls: { key: files.key, cert: notACertificate } })] };
+    // it used to say "configuration reloaded" (with "listen changed"), and the restart then refused to start
+    const refused = await gate.daemon.reload(next);
+    expect(refused).toMatchObject({ kind: 'error', problems: [expect.stringMatching(/^listen\[0\]\.tls\.cert: TLS certificate \S*not-a-cert\.pem is not a PEM certificate/)] });
+    expect((await sendMail(gate.port, { from: `alice@${SIGN_DOMAIN}`, data: MESSAGE })).final[0]?.code).toBe(250);
+    // good files: reloaded, with the restart it needs said
+    const good = await gate.daemon.reload({ ...gate.config, listen: [listener({ tls: { key: files.key, cert: files.cert } })] });
+    expect(good).toMatchObject({ kind: 'ok', warnings: ['listen changed: listeners are only re-bound at restart; the old ones keep serving'] });
+  });
+});
+
 describe('TLS and AUTH towards the next hop', () => {
   it.each([
     ['STARTTLS', 'starttls' as const],
