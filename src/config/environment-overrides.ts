@@ -7,6 +7,7 @@ import { decodeYaml } from './decode-yaml.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import type { ObjectNode, SchemaNode } from './schema-node.js';
 import { bindConflicts } from './bind-conflicts.js';
+import { clearTextAuthWarning } from './next-hop-auth.js';
 
 /** Where environment problems say they come from (formatConfigProblem prints "environment: VAR: message"). */
 export const ENVIRONMENT_SOURCE = 'environment';
@@ -171,6 +172,9 @@ export function applyEnvironment(config: Config, env: Readonly<Record<string, st
       problem(name, `${conflict.keyPath}: ${conflict.message}`);
     }
   }
+  // the file's warning was about the file's host: said again for the host the variable sets
+  const clearText = env[NEXT_HOP_VARIABLE] !== undefined ? clearTextAuthWarning(next.nextHop) : null;
+  if (clearText !== null) warnings.push({ file: ENVIRONMENT_SOURCE, line: 0, keyPath: NEXT_HOP_VARIABLE, message: clearText });
   return problems.length > 0 ? { kind: 'error', problems } : { kind: 'ok', config: next, applied, warnings };
 }
 

@@ -8,6 +8,7 @@ import { checkIdentityInDomain } from './dkim-syntax.js';
 import { resolveSigningSelectors } from './resolve-signing-selectors.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import { bindConflicts } from './bind-conflicts.js';
+import { clearTextAuthWarning } from './next-hop-auth.js';
 
 export type ConfigParse =
   | {
@@ -134,6 +135,9 @@ export function parseConfigText(text: string, fileName: string): ConfigParse {
   if (usesAuthUser && config.usersFile === null && Object.keys(config.sign.domains).length > 0) {
     warning('sign.sign_condition', 'auth_user needs SMTP AUTH, but users_file is not set: no client can authenticate, so nothing will be signed');
   }
+
+  const clearText = clearTextAuthWarning(config.nextHop);
+  if (clearText !== null) warning('next_hop.auth', clearText);
 
   if (problems.length > 0) return { kind: 'error', problems };
   return { kind: 'ok', config, warnings, lineOf };

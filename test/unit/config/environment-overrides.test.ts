@@ -88,6 +88,16 @@ describe('applyEnvironment', () => {
     expect(outcome.warnings.map(formatConfigProblem)).toEqual([expect.stringMatching(/^environment: DKIMGATE_NEXTHOP: not a dkimgate setting, ignored; the settings are DKIMGATE_AUTHSERV_ID, /)]);
   });
 
+  it('warns when DKIMGATE_NEXT_HOP moves a next hop with auth and no TLS off this machine', () => {
+    const base = defaultConfig();
+    const withAuth = { ...base, nextHop: { ...base.nextHop, auth: { user: 'u', pass: 'p' } } };
+    const outcome = applyEnvironment(withAuth, { DKIMGATE_NEXT_HOP: 'mta.example.net:587' });
+    expect(outcome.kind === 'ok' && outcome.warnings.map(formatConfigProblem)).toEqual([
+      expect.stringMatching(/^environment: DKIMGATE_NEXT_HOP: next_hop\.auth without TLS: the password goes to mta\.example\.net in clear text/),
+    ]);
+    expect(applyEnvironment(withAuth, { DKIMGATE_NEXT_HOP: '127.0.0.1:10026' })).toMatchObject({ kind: 'ok', warnings: [] });
+  });
+
   it('documents every variable and lists the ones set', () => {
     for (const override of Object.values(ENVIRONMENT_OVERRIDES)) expect(override.syntax.length).toBeGreaterThan(10);
     expect(overriddenKeys({ DKIMGATE_METRICS: 'off', DKIMGATE_CONFIG: '/x', OTHER: '1' })).toEqual(['DKIMGATE_METRICS']);

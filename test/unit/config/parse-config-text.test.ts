@@ -180,6 +180,20 @@ describe('parseConfigText', () => {
     expect(configOf('listen:\n  - { host: 0.0.0.0, port: 2525 }\n  - { host: "::1", port: 2525 }\nmetrics: { host: 0.0.0.0, port: 0 }\n').config.listen).toHaveLength(2);
   });
 
+  it('warns about next_hop.auth without TLS to another machine (the password in clear text), not on loopback', () => {
+    const auth = (host: string, tls: string) => configOf(`next_hop: { host: "${host}", port: 587, tls: ${tls}, auth: { user: u, pass: p } }\n`).warnings;
+    expect(auth('mta.example.net', 'none')).toEqual([
+      {
+        file: FILE,
+        line: 1,
+        keyPath: 'next_hop.auth',
+        message:
+          'next_hop.auth without TLS: the password goes to mta.example.net in clear text (and a next hop that offers AUTH only after STARTTLS refuses it, deferring every message); set next_hop.tls: starttls or implicit',
+      },
+    ]);
+    expect([auth('mta.example.net', 'starttls'), auth('127.0.0.2', 'none'), auth('::1', 'none'), auth('localhost', 'none')]).toEqual([[], [], [], []]);
+  });
+
   it('refuses a header size limit above the message size limit', () => {
     expect(problemsOf('limits:\n  max_message_size: 1000\n').map((p) => [p.line, p.keyPath])).toEqual([[1, 'limits.max_header_size']]);
   });

@@ -1,0 +1,20 @@
+// Whether next_hop.auth would send its password in clear text over the network. Pure; input: a validated next_hop.
+
+import type { Config } from './config.js';
+import { parseIpBytes } from './address-syntax.js';
+
+/** The warning for next_hop.auth without TLS to a host that is not this machine; null when there is none. */
+export function clearTextAuthWarning(nextHop: Config['nextHop']): string | null {
+  if (nextHop.auth === null || nextHop.tls !== 'none' || isLoopback(nextHop.host)) return null;
+  return `next_hop.auth without TLS: the password goes to ${nextHop.host} in clear text (and a next hop that offers AUTH only after STARTTLS refuses it, deferring every message); set next_hop.tls: starttls or implicit`;
+}
+
+function isLoopback(host: string): boolean {
+  if (/^localhost\.?$/i.test(host)) return true;
+  const bytes = parseIpBytes(host);
+  if (bytes === null) return false;
+  if (bytes.length === 4) return bytes[0] === 127;
+  const mappedV4 = bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
+  if (mappedV4) return bytes[12] === 127;
+  return bytes.slice(0, 15).every((b) => b === 0) && bytes[15] === 1;
+}
