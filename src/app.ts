@@ -21,6 +21,7 @@ import { startOutboxServer, type OutboxServer } from './smtp/outbox-server.js';
 import { REPLIES } from './smtp/reply-codes.js';
 import { RuntimeHolder, type Runtime } from './smtp/runtime.js';
 import { loadUsersFile } from './smtp/users-file.js';
+import { usersWithoutSigningDomain } from './smtp/users-without-signing-domain.js';
 import { formatHostPort } from './config/address-syntax.js';
 
 export type RuntimeBuild = { kind: 'ok'; runtime: Runtime; resolver: DnsResolver; warnings: string[] } | { kind: 'error'; problems: string[] };
@@ -55,7 +56,7 @@ export async function buildRuntime(config: Config, previous?: Runtime, bound: re
   if (config.usersFile) {
     try {
       users = await loadUsersFile(config.usersFile);
-      warnings.push(...users.warnings);
+      warnings.push(...users.warnings, ...usersWithoutSigningDomain(users, config));
     } catch (err) {
       problems.push((err as Error).message);
     }

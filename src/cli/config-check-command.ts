@@ -16,6 +16,7 @@ import { spoolDirProblem } from '../pipeline/body-spool.js';
 import { KeyLoadError, loadPrivateKey, type LoadedKey } from '../keys/load-private-key.js';
 import { readCaFile, readListenerCertificates } from '../keys/tls-files.js';
 import { loadUsersFile, UsersFileError } from '../smtp/users-file.js';
+import { usersWithoutSigningDomain } from '../smtp/users-without-signing-domain.js';
 import { EXIT_OK, EXIT_USAGE, usageErrorOf, type CommandRunner } from './cli-error.js';
 import { DEFAULT_CONFIG_PATH } from './config-option.js';
 
@@ -133,7 +134,7 @@ export async function checkReferencedFiles(
     // parsed as the daemon parses it: a plain-text password or a stray line must not pass here and stop the start
     try {
       const users = await loadUsersFile(config.usersFile);
-      for (const warning of users.warnings) warnings.push(at('users_file', warning));
+      for (const warning of [...users.warnings, ...usersWithoutSigningDomain(users, config)]) warnings.push(at('users_file', warning));
     } catch (error) {
       if (!(error instanceof UsersFileError)) throw error;
       for (const problem of error.problems) problems.push(at('users_file', problem));

@@ -177,6 +177,20 @@ describe('dkimgate config check', () => {
     expect(slow.stderr).toMatch(new RegExp(`^${path}:1: users_file: .*bcrypt cost 14 \\("alice"\\) takes about 1\\.2 s of CPU per AUTH`));
   });
 
+  it('warns about a user limited to domains none of which sign.domains signs for, as start and reload do', async () => {
+    const keysDir = join(dir, `keys-${++counter}`);
+    await keygen(keysDir, 'example.com', 's1');
+    const users = join(dir, `users-${++counter}.htpasswd`);
+    const hash = '$2y$05$' + 'a'.repeat(53);
+    await writeFile(users, `alice:${hash}:example.net\nbob:${hash}:example.com\ncarol:${hash}\n`, { mode: 0o600 });
+    const { path } = await configFile(`users_file: ${users}\nsign:\n  key: "${keysDir}/%{d}/%{s}.pem"\n  domains:\n    example.com: { selector: s1 }\n`);
+    // it used to pass in silence: alice authenticates, and nothing she sends is ever signed
+    expect(await check(['--config', path])).toMatchObject({
+      status: 0,
+      stderr: `${path}:1: users_file: warning: users file ${users}: alice may sign only for example.net, and sign.domains has none of them: nothing alice sends is signed; add the domain to sign.domains or to alice's list\n`,
+    });
+  });
+
   it('reads the TLS files as the daemon does: a readable file that is no certificate fails the check', async () => {
     const [served, other] = [await createSelfSignedCertificate(), await createSelfSignedCertificate()];
     const tls = { key: join(dir, `tls-key-${++counter}.pem`), cert: join(dir, `tls-cert-${counter}.pem`) };

@@ -1,7 +1,7 @@
 // Integration tests of the daemon in-process: startDaemon on port 0, a real next hop (smtp-server), real DNS (dnsmasq),
 // a raw-socket SMTP client, and dkimpy as an independent verifier. Touches: loopback sockets, temp dirs, /usr/bin/python3.
 
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config/config.js';
@@ -558,6 +558,15 @@ describe('SMTP AUTH', () => {
     // a co-author in a domain without a key is not ours to judge: signed as example.com
     expect((await send('Alice <alice@example.com>, Carol <carol@outside.test>')).code).toBe(250);
     expect(headerOf(gate.nextHop.messages[0]!.data)).toMatch(/^DKIM-Signature: v=1; a=rsa-sha256; c=relaxed\/relaxed; d=example\.com;/);
+  });
+
+  it('warns at start and reload about a user whose domain limit leaves no domain of sign.domains', async () => {
+    const path = await usersFile();
+    await writeFile(path, `${(await readFile(path, 'utf8')).trim()}:example.net\n`, { mode: 0o600 });
+    const gate = await startGate({ usersFile: path });
+    const warning = `users file ${path}: alice may sign only for example.net, and sign.domains has none of them: nothing alice sends is signed; add the domain to sign.domains or to alice's list`;
+    expect(gate.logs.filter((l) => l.level === 'warn').map((l) => l.msg)).toEqual([warning]);
+    expect(await gate.daemon.reload(gate.config)).toEqual({ kind: 'ok', warnings: [warning] });
   });
 
   it('after a reload, new sessions see the new max_message_size (SIZE) and AUTH once a users_file is added', async () => {
