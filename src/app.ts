@@ -20,7 +20,7 @@ import { readCaFile, readListenerCertificates, type CertificateFinding } from '.
 import { startOutboxServer, type OutboxServer } from './smtp/outbox-server.js';
 import { REPLIES } from './smtp/reply-codes.js';
 import { RuntimeHolder, type Runtime } from './smtp/runtime.js';
-import { loadUsersFile } from './smtp/users-file.js';
+import { loadUsersFile, UsersFileError } from './smtp/users-file.js';
 import { usersWithoutSigningDomain } from './smtp/users-without-signing-domain.js';
 import { formatHostPort } from './config/address-syntax.js';
 
@@ -58,7 +58,9 @@ export async function buildRuntime(config: Config, previous?: Runtime, bound: re
       users = await loadUsersFile(config.usersFile);
       warnings.push(...users.warnings, ...usersWithoutSigningDomain(users, config));
     } catch (err) {
-      problems.push((err as Error).message);
+      // "users_file: …" as the other problems name their key (the file and line go in front of it)
+      const lines = err instanceof UsersFileError ? err.problems : [(err as Error).message];
+      problems.push(...lines.map((line) => `users_file: ${line}`));
     }
   }
   if (problems.length > 0 || keys.kind === 'error') return { kind: 'error', problems };

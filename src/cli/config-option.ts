@@ -6,7 +6,7 @@ import { access } from 'node:fs/promises';
 import { builtInConfig, DEMO } from '../config/built-in-config.js';
 import type { Config, ConfigProblem } from '../config/config.js';
 import { applyEnvironment, CONFIG_PATH_VARIABLE } from '../config/environment-overrides.js';
-import { ConfigError, formatConfigWarning, loadConfigFile } from '../config/load-config.js';
+import { ConfigError, formatConfigWarning, loadConfigFile, locateProblem } from '../config/load-config.js';
 import { CliError } from './cli-error.js';
 
 export const DEFAULT_CONFIG_PATH = 'config/dkimgate.yaml';
@@ -21,6 +21,8 @@ export interface CliConfig {
   environment: string[];
   /** The file's warnings ("FILE:LINE: key: warning: …") and the environment's (an unknown DKIMGATE_* variable). */
   warnings: string[];
+  /** A start or reload problem ("key: …") with the file and line of its key in front, as config check prints it. */
+  locate(problem: string): string;
 }
 
 /** The file --config names, else $DKIMGATE_CONFIG, else config/dkimgate.yaml when present; null: the built-in configuration. */
@@ -38,7 +40,7 @@ export async function configPath(path: string | undefined, env: NodeJS.ProcessEn
  */
 export async function loadCliConfig(path: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<CliConfig> {
   const file = await configPath(path, env);
-  let loaded: { config: Config; warnings: ConfigProblem[] };
+  let loaded: { config: Config; warnings: ConfigProblem[]; lineOf?: (keyPath: string) => number };
   try {
     loaded = file === null ? { config: builtInConfig({ demoZonePresent: await exists(DEMO.zoneFile) }), warnings: [] } : await loadConfigFile(file);
   } catch (err) {
@@ -51,6 +53,7 @@ export async function loadCliConfig(path: string | undefined, env: NodeJS.Proces
     file,
     environment: overridden.applied,
     warnings: [...loaded.warnings, ...overridden.warnings].map(formatConfigWarning),
+    locate: (problem) => (file === null || loaded.lineOf === undefined ? problem : locateProblem(problem, file, loaded.lineOf)),
   };
 }
 

@@ -97,7 +97,7 @@ export const runServe: CommandRunner = async (argv, io) => {
     daemon = await startDaemon(config, logger, options);
   } catch (err) {
     removeSignalHandlers();
-    if (err instanceof StartupError) throw new CliError(`cannot start: ${err.problems.join('; ')}`);
+    if (err instanceof StartupError) throw new CliError(`cannot start: ${err.problems.map(loaded.locate).join('; ')}`);
     const e = err as NodeJS.ErrnoException & { address?: string; port?: number; configKey?: string };
     if (e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL') {
       throw new CliError(`cannot listen on ${e.address ?? '?'}:${e.port ?? '?'}: ${e.code === 'EADDRINUSE' ? 'address already in use' : e.code === 'EACCES' ? 'permission denied' : 'address not available'}; change ${e.configKey ?? 'listen'} in the config`);
@@ -118,7 +118,7 @@ export const runServe: CommandRunner = async (argv, io) => {
           return;
         }
         const outcome = await running.reload((await prepare(next, logger)).config);
-        if (outcome.kind === 'error') logger.error({ problems: outcome.problems }, 'reload refused: keeping the running configuration');
+        if (outcome.kind === 'error') logger.error({ problems: outcome.problems.map(next.locate) }, 'reload refused: keeping the running configuration');
         else {
           for (const w of outcome.warnings) logger.warn(w);
           logger.info('configuration reloaded');

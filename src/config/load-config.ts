@@ -33,7 +33,7 @@ export async function loadConfig(path: string): Promise<Config> {
  * As loadConfig, with the warnings `config check` prints (rsa-sha1, auth_user without users_file):
  * the daemon logs them at start and reload, so that they are not seen only by whoever ran the check.
  */
-export async function loadConfigFile(path: string): Promise<{ config: Config; warnings: ConfigProblem[] }> {
+export async function loadConfigFile(path: string): Promise<{ config: Config; warnings: ConfigProblem[]; lineOf: (keyPath: string) => number }> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -42,7 +42,7 @@ export async function loadConfigFile(path: string): Promise<{ config: Config; wa
   }
   const parsed = parseConfigText(text, path);
   if (parsed.kind === 'error') throw new ConfigError(parsed.problems);
-  return { config: parsed.config, warnings: parsed.warnings };
+  return { config: parsed.config, warnings: parsed.warnings, lineOf: parsed.lineOf };
 }
 
 /** A one-line reason why a config (or other referenced) file cannot be read, with the fix. */
@@ -59,4 +59,14 @@ export function describeReadError(error: unknown): string {
     default:
       return `cannot be read (${code ?? String(error)})`;
   }
+}
+
+/**
+ * A problem found by loading what the configuration refers to (start, reload), which begins with the key
+ * path at fault ("limits.spool_dir: …", "sign.domains.example.com.selector (…): …"), put at the file
+ * and line of that key, as `config check` puts it: "FILE:LINE: key: …". Unchanged when it names no key.
+ */
+export function locateProblem(problem: string, file: string, lineOf: (keyPath: string) => number): string {
+  const keyPath = /^([a-z_]+(?:\[\d+\]|\.[A-Za-z0-9_-]+)*)(?=: | \()/.exec(problem)?.[1];
+  return keyPath === undefined ? problem : `${file}:${lineOf(keyPath)}: ${problem}`;
 }

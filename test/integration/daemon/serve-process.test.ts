@@ -229,21 +229,21 @@ describe('dkimgate serve (a real process)', () => {
     }
   });
 
-  it('refuses to start, and a reload, with a spool_dir where no file can be created', async () => {
+  it('refuses to start, and a reload, with a spool_dir where no file can be created, naming file, line and key as config check does', async () => {
     const hop = await nextHop();
     const missing = join(dir, 'no-such-spool');
     const configPath = join(dir, 'spool-dir.yaml');
     await writeFile(configPath, configYaml(hop.port, ['example.com'], '', `spool_dir: "${missing}"`));
     const failed = spawnServe(['--config', configPath]);
     expect(await failed.exited).toBe(1);
-    expect(failed.stderr()).toBe(`dkimgate serve: cannot start: limits.spool_dir: cannot create spool files in ${missing}: no such directory\n`);
+    expect(failed.stderr()).toBe(`dkimgate serve: cannot start: ${configPath}:6: limits.spool_dir: cannot create spool files in ${missing}: no such directory\n`);
 
     await writeFile(configPath, configYaml(hop.port, ['example.com']));
     const served = await serve(configPath);
     await writeFile(configPath, configYaml(hop.port, ['example.com'], '', `spool_dir: "${missing}"`));
     served.child.kill('SIGHUP');
     const refused = await served.waitForLine((l) => l.msg === 'reload refused: keeping the running configuration', RELOAD_WAIT_MS);
-    expect(refused.problems).toEqual([`limits.spool_dir: cannot create spool files in ${missing}: no such directory`]);
+    expect(refused.problems).toEqual([`${configPath}:6: limits.spool_dir: cannot create spool files in ${missing}: no such directory`]);
     expect((await sendMail(served.port, fromDomain('example.com'))).code).toBe(250);
   });
 
@@ -294,7 +294,7 @@ describe('dkimgate serve (a real process)', () => {
     const failed = spawnServe(['--config', configPath]);
     expect(await failed.exited).toBe(1);
     expect(failed.stderr()).toBe(
-      `dkimgate serve: cannot start: listen[0].tls.cert: TLS certificate ${tls.cert} is not a PEM certificate (no readable "-----BEGIN CERTIFICATE-----" block)\n`,
+      `dkimgate serve: cannot start: ${configPath}:3: listen[0].tls.cert: TLS certificate ${tls.cert} is not a PEM certificate (no readable "-----BEGIN CERTIFICATE-----" block)\n`,
     );
   });
 
