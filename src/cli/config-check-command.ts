@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Config, ConfigProblem, SigningSelector } from '../config/config.js';
 import { describeReadError, formatConfigProblem, formatConfigWarning } from '../config/load-config.js';
-import { applyEnvironment, CONFIG_PATH_VARIABLE } from '../config/environment-overrides.js';
+import { applyEnvironment, CONFIG_PATH_VARIABLE, fileWarningsUnderEnvironment } from '../config/environment-overrides.js';
 import { parseConfigText } from '../config/parse-config-text.js';
 import { resolveSigningSelectors } from '../config/resolve-signing-selectors.js';
 import { parseZoneFile } from '../dns/zone-file.js';
@@ -70,7 +70,7 @@ export const runConfigCheck: CommandRunner = async (argv, io) => {
   const overridden = applyEnvironment(parsed.config, process.env);
   if (overridden.kind === 'error') return report(io, overridden.problems, parsed.warnings);
   const findings = await checkReferencedFiles(overridden.config, label, parsed.lineOf);
-  const warnings = [...parsed.warnings, ...overridden.warnings, ...findings.warnings];
+  const warnings = [...fileWarningsUnderEnvironment(parsed.warnings, process.env), ...overridden.warnings, ...findings.warnings];
   if (findings.problems.length > 0) return report(io, findings.problems, warnings);
   for (const warning of warnings) io.stderr.write(formatConfigWarning(warning) + '\n');
   const environment = overridden.applied.length > 0 ? ` with ${overridden.applied.join(', ')} from the environment` : '';

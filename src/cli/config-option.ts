@@ -5,7 +5,7 @@
 import { access } from 'node:fs/promises';
 import { builtInConfig, DEMO } from '../config/built-in-config.js';
 import type { Config, ConfigProblem } from '../config/config.js';
-import { applyEnvironment, CONFIG_PATH_VARIABLE } from '../config/environment-overrides.js';
+import { applyEnvironment, CONFIG_PATH_VARIABLE, fileWarningsUnderEnvironment } from '../config/environment-overrides.js';
 import { ConfigError, formatConfigWarning, loadConfigFile, locateProblem } from '../config/load-config.js';
 import { CliError } from './cli-error.js';
 
@@ -52,7 +52,7 @@ export async function loadCliConfig(path: string | undefined, env: NodeJS.Proces
     config: overridden.config,
     file,
     environment: overridden.applied,
-    warnings: [...loaded.warnings, ...overridden.warnings].map(formatConfigWarning),
+    warnings: [...fileWarningsUnderEnvironment(loaded.warnings, env), ...overridden.warnings].map(formatConfigWarning),
     locate: (problem) => (file === null || loaded.lineOf === undefined ? problem : locateProblem(problem, file, loaded.lineOf)),
   };
 }

@@ -7,7 +7,7 @@ import { decodeYaml } from './decode-yaml.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import type { ObjectNode, SchemaNode } from './schema-node.js';
 import { bindConflicts } from './bind-conflicts.js';
-import { clearTextAuthWarning } from './next-hop-auth.js';
+import { authUserWithoutUsersWarning, clearTextAuthWarning } from './config-warnings.js';
 
 /** Where environment problems say they come from (formatConfigProblem prints "environment: VAR: message"). */
 export const ENVIRONMENT_SOURCE = 'environment';
@@ -17,6 +17,15 @@ export const CONFIG_PATH_VARIABLE = 'DKIMGATE_CONFIG';
 
 /** Sets next_hop: with it, the built-in configuration relays for real (no embedded demo next hop). */
 export const NEXT_HOP_VARIABLE = 'DKIMGATE_NEXT_HOP';
+
+const USERS_FILE_VARIABLE = 'DKIMGATE_USERS_FILE';
+
+/** The file's warnings that a variable set in `env` makes moot: applyEnvironment judges that setting again. */
+export function fileWarningsUnderEnvironment(warnings: readonly ConfigProblem[], env: Readonly<Record<string, string | undefined>>): ConfigProblem[] {
+  return warnings.filter(
+    (w) => !((w.keyPath === 'next_hop.auth' && env[NEXT_HOP_VARIABLE] !== undefined) || (w.keyPath === 'sign.sign_condition' && env[USERS_FILE_VARIABLE] !== undefined)),
+  );
+}
 
 type Override = {
   /** What the variable holds, for --help and the README. */
@@ -105,7 +114,7 @@ export const ENVIRONMENT_OVERRIDES: Readonly<Record<string, Override>> = {
     parse: (text) => text.trim(),
     apply: (config, value) => (config.sign.key = value as string),
   },
-  DKIMGATE_USERS_FILE: {
+  [USERS_FILE_VARIABLE]: {
     syntax: 'users_file (empty or "off": none)',
     node: fields.users_file!,
     parse: (text) => (off(text) ? null : text.trim()),
@@ -172,9 +181,12 @@ export function applyEnvironment(config: Config, env: Readonly<Record<string, st
       problem(name, `${conflict.keyPath}: ${conflict.message}`);
     }
   }
-  // the file's warning was about the file's host: said again for the host the variable sets
-  const clearText = env[NEXT_HOP_VARIABLE] !== undefined ? clearTextAuthWarning(next.nextHop) : null;
-  if (clearText !== null) warnings.push({ file: ENVIRONMENT_SOURCE, line: 0, keyPath: NEXT_HOP_VARIABLE, message: clearText });
+  // the file's warnings about these were about the file's values (see fileWarningsUnderEnvironment): judged again here
+  const rejudged: [string, string | null][] = [
+    [NEXT_HOP_VARIABLE, env[NEXT_HOP_VARIABLE] !== undefined ? clearTextAuthWarning(next.nextHop) : null],
+    [USERS_FILE_VARIABLE, env[USERS_FILE_VARIABLE] !== undefined ? authUserWithoutUsersWarning(next) : null],
+  ];
+  for (const [name, message] of rejudged) if (message !== null) warnings.push({ file: ENVIRONMENT_SOURCE, line: 0, keyPath: name, message });
   return problems.length > 0 ? { kind: 'error', problems } : { kind: 'ok', config: next, applied, warnings };
 }
 

@@ -8,7 +8,7 @@ import { checkIdentityInDomain } from './dkim-syntax.js';
 import { resolveSigningSelectors } from './resolve-signing-selectors.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import { bindConflicts } from './bind-conflicts.js';
-import { clearTextAuthWarning } from './next-hop-auth.js';
+import { authUserWithoutUsersWarning, clearTextAuthWarning } from './config-warnings.js';
 
 export type ConfigParse =
   | {
@@ -130,11 +130,8 @@ export function parseConfigText(text: string, fileName: string): ConfigParse {
       );
     }
   }
-  const usesAuthUser =
-    config.sign.signCondition === 'auth_user' || Object.values(config.sign.domains).some((d) => d.signCondition === 'auth_user');
-  if (usesAuthUser && config.usersFile === null && Object.keys(config.sign.domains).length > 0) {
-    warning('sign.sign_condition', 'auth_user needs SMTP AUTH, but users_file is not set: no client can authenticate, so nothing will be signed');
-  }
+  const noUsers = authUserWithoutUsersWarning(config);
+  if (noUsers !== null) warning('sign.sign_condition', noUsers);
 
   const clearText = clearTextAuthWarning(config.nextHop);
   if (clearText !== null) warning('next_hop.auth', clearText);

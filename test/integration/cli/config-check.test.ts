@@ -191,6 +191,29 @@ describe('dkimgate config check', () => {
     });
   });
 
+  it('does not warn that auth_user has no users_file when DKIMGATE_USERS_FILE gives one, and warns when it turns them off', async () => {
+    const keysDir = join(dir, `keys-${++counter}`);
+    await keygen(keysDir, 'example.com', 's1');
+    const users = join(dir, `users-${++counter}.htpasswd`);
+    await writeFile(users, `alice:${'$2y$05$' + 'a'.repeat(53)}\n`, { mode: 0o600 });
+    const yaml = (usersLine: string) => `${usersLine}sign:\n  sign_condition: auth_user\n  key: "${keysDir}/%{d}/%{s}.pem"\n  domains:\n    example.com: { selector: s1 }\n`;
+    const withEnvironment = async (text: string, value: string) => {
+      const { path } = await configFile(text);
+      process.env.DKIMGATE_USERS_FILE = value;
+      try {
+        return await check(['--config', path]);
+      } finally {
+        delete process.env.DKIMGATE_USERS_FILE;
+      }
+    };
+    // it used to warn about the file's missing users_file although the environment sets one
+    expect(await withEnvironment(yaml(''), users)).toMatchObject({ status: 0, stderr: '' });
+    expect(await withEnvironment(yaml(`users_file: ${users}\n`), 'off')).toMatchObject({
+      status: 0,
+      stderr: 'environment: DKIMGATE_USERS_FILE: warning: auth_user needs SMTP AUTH, but users_file is not set: no client can authenticate, so nothing will be signed\n',
+    });
+  });
+
   it('reads the TLS files as the daemon does: a readable file that is no certificate fails the check', async () => {
     const [served, other] = [await createSelfSignedCertificate(), await createSelfSignedCertificate()];
     const tls = { key: join(dir, `tls-key-${++counter}.pem`), cert: join(dir, `tls-cert-${counter}.pem`) };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULTS, defaultConfig } from '../../../src/config/defaults.js';
-import { applyEnvironment, ENVIRONMENT_OVERRIDES, overriddenKeys } from '../../../src/config/environment-overrides.js';
+import { applyEnvironment, ENVIRONMENT_OVERRIDES, fileWarningsUnderEnvironment, overriddenKeys } from '../../../src/config/environment-overrides.js';
 import { formatConfigProblem } from '../../../src/config/load-config.js';
 
 function applied(env: Record<string, string>) {
@@ -96,6 +96,19 @@ describe('applyEnvironment', () => {
       expect.stringMatching(/^environment: DKIMGATE_NEXT_HOP: next_hop\.auth without TLS: the password goes to mta\.example\.net in clear text/),
     ]);
     expect(applyEnvironment(withAuth, { DKIMGATE_NEXT_HOP: '127.0.0.1:10026' })).toMatchObject({ kind: 'ok', warnings: [] });
+  });
+
+  it('judges auth_user without users again when DKIMGATE_USERS_FILE is set, and drops the file warning it makes moot', () => {
+    const base = defaultConfig();
+    const authUser = { ...base, usersFile: '/etc/dkimgate/users', sign: { ...base.sign, signCondition: 'auth_user' as const, domains: { 'example.com': { baseDomain: null, signCondition: null, overrides: {}, selectors: [{ selector: 's1', overrides: {} }] } } } };
+    const off = applyEnvironment(authUser, { DKIMGATE_USERS_FILE: 'off' });
+    expect(off.kind === 'ok' && off.warnings.map(formatConfigProblem)).toEqual([
+      'environment: DKIMGATE_USERS_FILE: auth_user needs SMTP AUTH, but users_file is not set: no client can authenticate, so nothing will be signed',
+    ]);
+    const fileWarning = { file: 'd.yaml', line: 5, keyPath: 'sign.sign_condition', message: 'auth_user needs SMTP AUTH, but users_file is not set: …' };
+    const other = { file: 'd.yaml', line: 9, keyPath: 'sign.digest', message: 'rsa-sha1 …' };
+    expect(fileWarningsUnderEnvironment([fileWarning, other], { DKIMGATE_USERS_FILE: '/run/secrets/users' })).toEqual([other]);
+    expect(fileWarningsUnderEnvironment([fileWarning, other], {})).toEqual([fileWarning, other]);
   });
 
   it('documents every variable and lists the ones set', () => {

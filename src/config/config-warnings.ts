@@ -1,4 +1,5 @@
-// Whether next_hop.auth would send its password in clear text over the network. Pure; input: a validated next_hop.
+// Warnings about settings that DKIMGATE_* overrides can change, so that the file and the environment judge them
+// alike: next_hop.auth in clear text, auth_user without users. Pure; input: a validated Config.
 
 import type { Config } from './config.js';
 import { parseIpBytes } from './address-syntax.js';
@@ -17,4 +18,12 @@ function isLoopback(host: string): boolean {
   const mappedV4 = bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
   if (mappedV4) return bytes[12] === 127;
   return bytes.slice(0, 15).every((b) => b === 0) && bytes[15] === 1;
+}
+
+/** sign_condition auth_user (anywhere) with no users_file: nobody can authenticate, so nothing is signed. */
+export function authUserWithoutUsersWarning(config: Config): string | null {
+  const usesAuthUser =
+    config.sign.signCondition === 'auth_user' || Object.values(config.sign.domains).some((d) => d.signCondition === 'auth_user');
+  if (!usesAuthUser || config.usersFile !== null || Object.keys(config.sign.domains).length === 0) return null;
+  return 'auth_user needs SMTP AUTH, but users_file is not set: no client can authenticate, so nothing will be signed';
 }
