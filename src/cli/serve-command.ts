@@ -124,7 +124,8 @@ export const runServe: CommandRunner = async (argv, io) => {
           logger.info('configuration reloaded');
         }
       } catch (err) {
-        logger.error({ problem: (err as Error).message }, 'reload refused: keeping the running configuration');
+        // `problems`, one per line, as every other refusal logs them: a broken file lists each of its problems
+        logger.error({ problems: (err as Error).message.split('\n') }, 'reload refused: keeping the running configuration');
       }
     });
   };

@@ -107,7 +107,8 @@ describe('dkimgate serve (a real process)', () => {
     await writeFile(configPath, configYaml(hop.port, ['example.com'], 'no_such_key: 1'));
     served.child.kill('SIGHUP');
     const refused = await waitFor(() => served.lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('reload refused')), RELOAD_WAIT_MS);
-    expect(refused.level).toBeDefined();
+    // the field every refusal logs (it used to be `problem`, one string, for a broken file)
+    expect(refused.problems).toEqual([`${configPath}:11: no_such_key: unknown key`]);
     expect((await sendMail(served.port, BASIC_MESSAGE)).code).toBe(250);
     expect(hop.messages).toHaveLength(1);
     expect(hasSignature(hop.messages[0]!.data)).toBe(true);
