@@ -57,3 +57,26 @@ function overlaps(a: string, b: string): boolean {
   // 0.0.0.0 covers every IPv4 address
   return (ca === '0.0.0.0' && isIPv4(cb)) || (cb === '0.0.0.0' && isIPv4(ca));
 }
+
+/**
+ * The listener that next_hop points back at, as a problem: dkimgate would relay each message to itself,
+ * every hop opening another connection until max_clients, and the client would get 451. A wildcard
+ * listener counts only for a loopback next hop (a remote host on the same port is another machine).
+ */
+export function nextHopLoop(config: Pick<Config, 'listen' | 'nextHop'>): BindConflict | null {
+  const hop = canonical(config.nextHop.host);
+  const index = config.listen.findIndex((l) => {
+    if (l.port !== config.nextHop.port) return false;
+    const own = canonical(l.host);
+    if (own === hop) return true;
+    const loopbackV4 = isIPv4(hop) && (hop.startsWith('127.') || hop === '0.0.0.0');
+    const loopbackV6 = hop === '::1' || hop === '::';
+    return (own === '0.0.0.0' && loopbackV4) || (own === '::' && (loopbackV4 || loopbackV6));
+  });
+  if (index === -1) return null;
+  const where = formatHostPort(config.nextHop.host, config.nextHop.port);
+  return {
+    keyPath: 'next_hop.port',
+    message: `next_hop ${where} is where listen[${index}] listens: every message would be relayed back to dkimgate itself; point next_hop at the MTA's re-injection port (e.g. Postfix's 127.0.0.1:10026)`,
+  };
+}

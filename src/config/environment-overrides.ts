@@ -6,7 +6,7 @@ import type { Config, ConfigProblem } from './config.js';
 import { decodeYaml } from './decode-yaml.js';
 import { CONFIG_SCHEMA } from './schema.js';
 import type { ObjectNode, SchemaNode } from './schema-node.js';
-import { bindConflicts } from './bind-conflicts.js';
+import { bindConflicts, nextHopLoop } from './bind-conflicts.js';
 import { authUserWithoutUsersWarning, clearTextAuthWarning } from './config-warnings.js';
 
 /** Where environment problems say they come from (formatConfigProblem prints "environment: VAR: message"). */
@@ -180,6 +180,10 @@ export function applyEnvironment(config: Config, env: Readonly<Record<string, st
       const name = (atMetrics && env.DKIMGATE_METRICS !== undefined) || env.DKIMGATE_LISTEN === undefined ? 'DKIMGATE_METRICS' : 'DKIMGATE_LISTEN';
       problem(name, `${conflict.keyPath}: ${conflict.message}`);
     }
+  }
+  if ((env.DKIMGATE_LISTEN !== undefined || env[NEXT_HOP_VARIABLE] !== undefined) && problems.length === 0) {
+    const loop = nextHopLoop(next);
+    if (loop !== null) problem(env[NEXT_HOP_VARIABLE] !== undefined ? NEXT_HOP_VARIABLE : 'DKIMGATE_LISTEN', loop.message);
   }
   // the file's warnings about these were about the file's values (see fileWarningsUnderEnvironment): judged again here
   const rejudged: [string, string | null][] = [

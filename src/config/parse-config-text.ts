@@ -7,7 +7,7 @@ import { decodeYaml } from './decode-yaml.js';
 import { checkIdentityInDomain } from './dkim-syntax.js';
 import { resolveSigningSelectors } from './resolve-signing-selectors.js';
 import { CONFIG_SCHEMA } from './schema.js';
-import { bindConflicts } from './bind-conflicts.js';
+import { bindConflicts, nextHopLoop } from './bind-conflicts.js';
 import { authUserWithoutUsersWarning, clearTextAuthWarning } from './config-warnings.js';
 
 export type ConfigParse =
@@ -87,6 +87,8 @@ export function parseConfigText(text: string, fileName: string): ConfigParse {
 
   // checked here, not only by bind() at start: `config check` must not pass what start cannot bind
   for (const conflict of bindConflicts(config)) problem(conflict.keyPath, conflict.message);
+  const loop = nextHopLoop(config);
+  if (loop !== null) problem(loop.keyPath, loop.message);
 
   if (config.limits.maxHeaderSize > config.limits.maxMessageSize) {
     problem('limits.max_header_size', `must not exceed limits.max_message_size (${config.limits.maxMessageSize})`);

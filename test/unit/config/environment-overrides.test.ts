@@ -76,6 +76,8 @@ describe('applyEnvironment', () => {
     [{ DKIMGATE_LISTEN: '0.0.0.0:25,127.0.0.1:25' }, 'environment: DKIMGATE_LISTEN: listen[1].port: listen[0] listens on 0.0.0.0:25, which covers 127.0.0.1:25'],
     [{ DKIMGATE_METRICS: '127.0.0.1:10027' }, 'environment: DKIMGATE_METRICS: metrics.port: listen[0] already listens on 127.0.0.1:10027'],
     [{ DKIMGATE_LISTEN: '[::]:9110', DKIMGATE_METRICS: '0.0.0.0:9110' }, 'environment: DKIMGATE_METRICS: metrics.port: listen[0] listens on [::]:9110, which covers 0.0.0.0:9110'],
+    // the Postfix ports swapped: dkimgate would relay to itself
+    [{ DKIMGATE_NEXT_HOP: '127.0.0.1:10027' }, 'environment: DKIMGATE_NEXT_HOP: next_hop 127.0.0.1:10027 is where listen[0] listens'],
     [{ DKIMGATE_AUTHSERV_ID: 'mx example' }, 'environment: DKIMGATE_AUTHSERV_ID: "mx example": "mx example" is not a valid authserv-id; use a host name such as mx.example.net'],
     [{ DKIMGATE_DNS_SERVERS: 'dns.google' }, 'environment: DKIMGATE_DNS_SERVERS: "dns.google": entry 1: "dns.google" is not a resolver address; write an IP address with an optional port, e.g. 127.0.0.1:5353 or [::1]:53'],
   ])('refuses %o, naming the variable', (env, message) => {

@@ -194,6 +194,20 @@ describe('parseConfigText', () => {
     expect([auth('mta.example.net', 'starttls'), auth('127.0.0.2', 'none'), auth('::1', 'none'), auth('localhost', 'none')]).toEqual([[], [], [], []]);
   });
 
+  it('refuses a next_hop that is one of our own listeners (a relay loop), not a remote host on a wildcard listener\'s port', () => {
+    expect(problemsOf('listen:\n  - { host: 0.0.0.0, port: 10027 }\nnext_hop: { host: 127.0.0.1, port: 10027 }\n')).toEqual([
+      {
+        file: FILE,
+        line: 3,
+        keyPath: 'next_hop.port',
+        message:
+          "next_hop 127.0.0.1:10027 is where listen[0] listens: every message would be relayed back to dkimgate itself; point next_hop at the MTA's re-injection port (e.g. Postfix's 127.0.0.1:10026)",
+      },
+    ]);
+    expect(problemsOf('listen:\n  - { host: "::1", port: 25 }\nnext_hop: { host: "::1", port: 25 }\n').map((p) => p.keyPath)).toEqual(['next_hop.port']);
+    expect(configOf('listen:\n  - { host: 0.0.0.0, port: 25 }\nnext_hop: { host: 192.0.2.25, port: 25 }\n').config.nextHop.port).toBe(25);
+  });
+
   it('refuses a header size limit above the message size limit', () => {
     expect(problemsOf('limits:\n  max_message_size: 1000\n').map((p) => [p.line, p.keyPath])).toEqual([[1, 'limits.max_header_size']]);
   });
