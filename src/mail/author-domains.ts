@@ -62,26 +62,32 @@ export function addressDomain(addrSpec: string): string | null {
   return domain;
 }
 
-/** One entry per From field, in header order: its first mailbox's domain, or null when it has none. */
-export function authorDomains(framed: FramedMessage): (string | null)[] {
-  const domains: (string | null)[] = [];
+/** For each From field, in header order, the domain of each of its mailboxes (null: an address literal or none usable). */
+export function fromMailboxDomains(framed: FramedMessage): (string | null)[][] {
+  const fields: (string | null)[][] = [];
   for (const field of framed.fields) {
     if (field.lowerName !== 'from') continue;
-    const address = firstAddress(fieldValue(framed.buf, field));
-    domains.push(address === null ? null : addressDomain(address));
+    fields.push(mailboxAddresses(fieldValue(framed.buf, field)).map(addressDomain));
   }
-  return domains;
+  return fields;
+}
+
+/** One entry per From field, in header order: its first mailbox's domain, or null when it has none. */
+export function authorDomains(framed: FramedMessage): (string | null)[] {
+  return firstDomains(fromMailboxDomains(framed));
 }
 
 /** The domain of every mailbox of every From field, in header order; mailboxes without a usable domain are left out. */
 export function allAuthorDomains(framed: FramedMessage): string[] {
-  const domains: string[] = [];
-  for (const field of framed.fields) {
-    if (field.lowerName !== 'from') continue;
-    for (const address of mailboxAddresses(fieldValue(framed.buf, field))) {
-      const domain = addressDomain(address);
-      if (domain !== null) domains.push(domain);
-    }
-  }
-  return domains;
+  return everyDomain(fromMailboxDomains(framed));
+}
+
+/** authorDomains from fromMailboxDomains' result (for a caller that wants both without reading From twice). */
+export function firstDomains(mailboxes: (string | null)[][]): (string | null)[] {
+  return mailboxes.map((domains) => domains[0] ?? null);
+}
+
+/** allAuthorDomains from fromMailboxDomains' result. */
+export function everyDomain(mailboxes: (string | null)[][]): string[] {
+  return mailboxes.flat().filter((d): d is string => d !== null);
 }

@@ -11,7 +11,7 @@ import { bodyHashSpecs, signFramed } from '../dkim/sign.js';
 import type { TxtLookup } from '../dkim/txt-lookup.js';
 import { completeVerification, planVerification, type SignatureVerdict, type VerificationPlan } from '../dkim/verify.js';
 import type { KeyStore, SignerEntry } from '../keys/key-store.js';
-import { allAuthorDomains, authorDomains } from '../mail/author-domains.js';
+import { everyDomain, firstDomains, fromMailboxDomains } from '../mail/author-domains.js';
 import type { FramedMessage, HeaderField } from '../mail/header-fields.js';
 import { applyVerifyPolicy, type PolicyDecision } from '../policy/apply-verify-policy.js';
 import type { ClientIdentity } from '../policy/client-identity.js';
@@ -62,12 +62,13 @@ function verifyOptions(ctx: MessageContext, nowSec: number) {
 
 /** Called when the header is complete: the sign decision, and for verification the plan (key lookups start now). */
 export function prepareMessage(framed: FramedMessage, ctx: MessageContext): PreparedMessage {
-  const authors = authorDomains(framed);
+  const mailboxes = fromMailboxDomains(framed); // From is read once for both the first and every author
+  const authors = firstDomains(mailboxes);
   const decision = decideSigning({
     client: ctx.client,
     relayHosts: ctx.relayHosts,
     fromDomains: authors.filter((d): d is string => d !== null).length === authors.length ? (authors as string[]) : [],
-    allAuthorDomains: allAuthorDomains(framed),
+    allAuthorDomains: everyDomain(mailboxes),
     selectorsByDomain: ctx.keys.byFromDomain,
     allowedDomains: ctx.allowedDomains,
   });
