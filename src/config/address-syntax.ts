@@ -154,7 +154,7 @@ export function parseDnsServer(text: string): DnsServerParse {
   let port = 53;
   if (portText !== null) {
     if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) {
-      return { kind: 'error', reason: `"${text}": port must be 1 to 65535` };
+      return { kind: 'error', reason: `"${text}": port "${portText}" is not a number from 1 to 65535` };
     }
     port = Number(portText);
   }

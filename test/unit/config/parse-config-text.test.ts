@@ -72,7 +72,9 @@ describe('parseConfigText', () => {
     ['sign:\n  domains:\n    -bad-.com: { selector: s1 }\n', 3, 'sign.domains.-bad-.com', '"-bad-.com" is not a domain name: label "-bad-" must be 1-63 letters, digits or hyphens, not starting or ending with a hyphen'],
     ['sign:\n  domains:\n    example.com: { selector: s1, base_domain: "ex ample.org" }\n', 3, 'sign.domains.example.com.base_domain', '"ex ample.org" is not a domain name: label "ex ample" must be 1-63 letters, digits or hyphens, not starting or ending with a hyphen'],
     ['dns: { servers: ["dns.example:53"] }\n', 1, 'dns.servers[0]', '"dns.example:53" is not a resolver address; write an IP address with an optional port, e.g. 127.0.0.1:5353 or [::1]:53'],
-    ['dns: { servers: ["[::1]:99999"] }\n', 1, 'dns.servers[0]', '"[::1]:99999": port must be 1 to 65535'],
+    ['dns: { servers: ["[::1]:99999"] }\n', 1, 'dns.servers[0]', '"[::1]:99999": port "99999" is not a number from 1 to 65535'],
+    // A stray space is shown inside the quotes, not taken for a number out of range.
+    ['dns: { servers: ["127.0.0.1:53 "] }\n', 1, 'dns.servers[0]', '"127.0.0.1:53 ": port "53 " is not a number from 1 to 65535'],
     ['dns: { timeout: 0 }\n', 1, 'dns.timeout', 'must be a whole number from 1 to 600000'],
     ['metrics: { host: 127.0.0.1 }\n', 1, 'metrics.port', 'is required here'],
     ['authserv_id: "mx example"\n', 1, 'authserv_id', '"mx example" is not a valid authserv-id; use a host name such as mx.example.net'],
