@@ -345,7 +345,10 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       }
       state.inData = false;
       endTransaction(state, clean);
-      callback(err, message);
+      // LMTP owes one reply per RCPT we answered 250 (RFC 2033 §4.2). smtp-server repeats an error once per entry of
+      // its envelope, which holds a repeated address once: the client would wait for a reply that never comes.
+      if (lmtp && err !== null) callback(null, txn.recipients.map(() => err));
+      else callback(err, message);
       // After the reply went out (smtp-server flushes it on the next tick): the client does not wait for the log write.
       setImmediate(() => {
         deps.logger.info(formatMessageLog(record), 'message');
