@@ -440,7 +440,10 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
           if (lmtp) {
             // One reply per recipient: the next hop's own when it speaks LMTP, else its one reply for all.
             const perRecipient = txn.recipients.map((_, i) => answer(replies[i] ?? first));
-            record.outcome = perRecipient.every((a) => typeof a === 'string') ? 'delivered' : 'partly delivered';
+            const delivered = perRecipient.filter((a) => typeof a === 'string').length;
+            // "partly" only when some recipient was delivered: a refusal for all is logged (and counted) as SMTP's is
+            record.outcome =
+              delivered === perRecipient.length ? 'delivered' : delivered > 0 ? 'partly delivered' : first.code < 500 ? 'deferred by next hop' : 'refused by next hop';
             return finish(null, perRecipient, true);
           }
           if (first.code < 300) {

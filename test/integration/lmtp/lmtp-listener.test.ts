@@ -96,6 +96,20 @@ describe('one reply per accepted RCPT after the final dot, in RCPT order', () =>
     expect((await client.command('NOOP')).code).toBe(250);
   });
 
+  it('answers each recipient of a refused or deferred message, and logs it as refused or deferred by the next hop, not "partly delivered"', async () => {
+    for (const [mode, code, outcome, relay] of [
+      [{ kind: 'refuse', code: 554, message: 'content rejected' }, 554, 'refused by next hop', 'refused'],
+      [{ kind: 'defer', message: 'mailbox busy' }, 451, 'deferred by next hop', 'deferred'],
+    ] as const) {
+      const gate = await lmtpGate({}, { onData: mode });
+      const r = await sendMail(gate.port, { lmtp: true, to: ['a@example.org', 'b@example.org', 'c@example.org'], data: BASIC_MESSAGE });
+      expect(codes(r.final)).toEqual([code, code, code]);
+      const line = await waitFor(() => gate.messageLines()[0]);
+      expect([line.outcome, line.relay, line.relayCode]).toEqual([outcome, relay, code]);
+      await harness.cleanup();
+    }
+  });
+
   it('logs a message the next hop took for every recipient as delivered, with every recipient', async () => {
     const gate = await lmtpGate();
     const r = await sendMail(gate.port, { lmtp: true, to: ['a@example.org', 'b@example.org'], data: BASIC_MESSAGE });
