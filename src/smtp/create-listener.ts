@@ -25,7 +25,7 @@ import { newQueueId } from './queue-id.js';
 import { connectFailureVerdict, commandFailureVerdict, dataFailureVerdict, refusalReply, type NextHopVerdict } from './next-hop-replies.js';
 import { receiveRefusalReply, REPLIES, replyError, type SmtpReplyValue } from './reply-codes.js';
 import type { Runtime, RuntimeHolder } from './runtime.js';
-import { installSmtpServerAdapter, type ProxyAllowedOption } from './smtp-server-adapter.js';
+import { installSmtpServerAdapter, type ProxyAllowedOption, type TransactionResetOption } from './smtp-server-adapter.js';
 import type { CertificatePair } from '../keys/tls-files.js';
 import { formatHostPort } from '../config/address-syntax.js';
 
@@ -527,6 +527,12 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     onMailFrom,
     onRcptTo,
     onData,
+    // RSET, a new LHLO/EHLO/HELO, XFORWARD or STARTTLS ended the client's transaction: ours ends with it, so its
+    // next-hop connection goes back to the pool and a drain does not wait for it.
+    onTransactionReset(session: { id: string }) {
+      const state = sessions.get(session.id);
+      if (state && !state.inData) endTransaction(state, false);
+    },
     onClose(session) {
       const state = sessions.get(session.id);
       if (state) {
@@ -538,7 +544,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       sessions.delete(session.id);
       deps.metrics.connectionClosed();
     },
-  } as ConstructorParameters<typeof SMTPServer>[0] & ProxyAllowedOption);
+  } as ConstructorParameters<typeof SMTPServer>[0] & ProxyAllowedOption & TransactionResetOption);
   // TCP_NODELAY on every client socket: a loopback filter otherwise waits for Nagle on each reply.
   (server as unknown as { server: import('node:net').Server }).server.on('connection', (socket: import('node:net').Socket) => socket.setNoDelay(true));
   // A failure to bind is startDaemon's to report (the CLI says it in one line); later errors are logged here.

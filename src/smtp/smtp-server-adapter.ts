@@ -25,6 +25,9 @@
 // 8. MAIL FROM and RCPT TO addresses kept as the client wrote them (envelope-path.ts): smtp-server's parser
 //    turns IDN A-labels into UTF-8 and cannot read a quoted local part with a space. Its checks still run (on the
 //    command with each quoted string replaced by a stand-in); only the address it returns is the client's.
+// 9. a server option `onTransactionReset(session)` called whenever smtp-server drops the transaction on its own
+//    (RSET, EHLO/HELO/LHLO, XFORWARD, STARTTLS; also after each DATA): it has no hook for that, and the
+//    application's transaction (a leased next-hop connection, the drain's count) would otherwise outlive it.
 // Touches: SMTPConnection.prototype and SMTPStream.prototype of the smtp-server version we pin (checked by tests).
 
 import { PassThrough } from 'node:stream';
@@ -51,13 +54,20 @@ export interface ProxyAllowedOption {
   proxyAllowed?: (address: string) => boolean;
 }
 
+/** The extra server option called after smtp-server reset the session's transaction (see 9. above). */
+export interface TransactionResetOption {
+  onTransactionReset?: (session: { id: string }) => void;
+}
+
 interface ConnectionInternals {
   send: Send;
   secure: boolean;
   _proxyCommandAllowed(command: string, option: string): boolean;
   _parseAddressCommand(name: string, command: string): false | { address: string; args: unknown };
   _originalRemoteAddress: string;
-  _server: { options: ProxyAllowedOption & { allowInsecureAuth?: boolean } };
+  _server: { options: ProxyAllowedOption & TransactionResetOption & { allowInsecureAuth?: boolean } };
+  _resetSession(): void;
+  session: { id: string };
 }
 
 /** Most reply bytes held corked: smtp-server waits for 'drain' past the socket's high-water mark. */
@@ -103,6 +113,11 @@ export function installSmtpServerAdapter(): void {
     const decide = this._server.options.proxyAllowed;
     if (command === 'XFORWARD' && decide) return originalAllowed.call(this, command, option) && decide(this._originalRemoteAddress);
     return originalAllowed.call(this, command, option);
+  };
+  const originalResetSession = proto._resetSession;
+  proto._resetSession = function resetSession(this: ConnectionInternals) {
+    originalResetSession.call(this);
+    this._server.options.onTransactionReset?.(this.session);
   };
   const originalParseAddress = proto._parseAddressCommand;
   proto._parseAddressCommand = function parseAddressCommand(this: ConnectionInternals, name, command) {

@@ -162,6 +162,25 @@ describe('limits over LMTP', () => {
 });
 
 describe('transactions ended by the client, and the drain', () => {
+  it.each(['RSET', 'LHLO client.test'])(
+    'ends the transaction at %s: the next-hop connection is reset at once, and a SIGTERM drain does not wait for it',
+    async (command) => {
+      const base = defaultConfig();
+      const gate = await lmtpGate({ limits: { ...base.limits, drainTimeout: 20 } });
+      const { client } = await lhlo(gate.port);
+      expect((await client.command('MAIL FROM:<alice@example.com>')).code).toBe(250);
+      expect((await client.command('RCPT TO:<a@example.org>')).code).toBe(250);
+      expect((await client.command(command)).code).toBe(250);
+      // the transaction the next hop holds open for it is ended (RSET) while the client stays connected
+      await waitFor(() => gate.nextHop.commands.some((c) => c.line.toUpperCase() === 'RSET'), 5000);
+      const started = Date.now();
+      await gate.daemon.stop();
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(gate.logs.some((l) => typeof l.msg === 'string' && l.msg.startsWith('drain_timeout passed'))).toBe(false);
+      expect((await client.read()).text).toMatch(/^421 4\.3\.2 /);
+    },
+  );
+
   it('answers every recipient of a transaction in flight at SIGTERM with the next hop 250, then 421 4.3.2', async () => {
     const gate = await lmtpGate({}, { onData: { kind: 'delay', ms: 500 } });
     const { client } = await lhlo(gate.port);
