@@ -162,12 +162,19 @@ describe('limits over LMTP', () => {
 });
 
 describe('transactions ended by the client, and the drain', () => {
-  it.each(['RSET', 'LHLO client.test'])(
-    'ends the transaction at %s: the next-hop connection is reset at once, and a SIGTERM drain does not wait for it',
-    async (command) => {
+  it.each([
+    ['lmtp', 'RSET'],
+    ['lmtp', 'LHLO client.test'],
+    // the same code serves SMTP listeners
+    ['smtp', 'RSET'],
+  ] as const)(
+    'on an %s listener, ends the transaction at %s: the next-hop connection is reset at once, and a SIGTERM drain does not wait for it',
+    async (protocol, command) => {
       const base = defaultConfig();
-      const gate = await lmtpGate({ limits: { ...base.limits, drainTimeout: 20 } });
-      const { client } = await lhlo(gate.port);
+      const gate = await lmtpGate({ listen: [listener({ protocol })], limits: { ...base.limits, drainTimeout: 20 } });
+      const client = await RawClient.open(gate.port);
+      harness.onCleanup(async () => client.close());
+      expect((await client.command(`${protocol === 'lmtp' ? 'LHLO' : 'EHLO'} client.test`)).code).toBe(250);
       expect((await client.command('MAIL FROM:<alice@example.com>')).code).toBe(250);
       expect((await client.command('RCPT TO:<a@example.org>')).code).toBe(250);
       expect((await client.command(command)).code).toBe(250);
