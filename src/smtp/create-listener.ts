@@ -14,6 +14,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { finishMessage, prepareMessage, type MessageContext, type PreparedMessage } from '../pipeline/process-message.js';
 import { receiveMessage } from '../pipeline/receive-message.js';
 import { describeClient, matchCidrs, type ClientIdentity } from '../policy/client-identity.js';
+import type { RequireFailure } from '../policy/apply-verify-policy.js';
 import { offersAuth } from '../policy/signing-reach.js';
 import { isSendableAddress, type EnvelopeParams, type NextHopConnection, type ReplyOutcome } from '../relay/next-hop-connection.js';
 import type { NextHopPool } from '../relay/next-hop-pool.js';
@@ -75,6 +76,13 @@ interface SessionState {
 }
 
 type Callback = (err?: Error | null) => void;
+
+/** policy.require's refusals (RFC 7372): the reply, and so the enhanced status that logs and metrics name. */
+const POLICY_REPLIES: Record<RequireFailure, SmtpReplyValue> = {
+  no_passing: REPLIES.noPassingSignature,
+  none_acceptable: REPLIES.noAcceptableSignature,
+  not_aligned: REPLIES.noAlignedSignature,
+};
 
 function toLogReply(reply: SmtpReply): NextHopReply {
   return { code: reply.code, enhanced: reply.enhanced, text: reply.text };
@@ -406,8 +414,8 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
           record.timings.verifyMs = finished.verifyMs;
         }
         if (finished.kind === 'reject') {
-          record.policy = { kind: 'reject', status: finished.policy.status, dryRun: false };
-          const reply = finished.policy.status === 'no_passing' ? REPLIES.noPassingSignature : finished.policy.status === 'none_acceptable' ? REPLIES.noAcceptableSignature : REPLIES.noAlignedSignature;
+          const reply = POLICY_REPLIES[finished.policy.status];
+          record.policy = { kind: 'reject', status: reply.enhanced, dryRun: false };
           return reject(reply, `rejected: ${finished.policy.status}`);
         }
         if (finished.kind === 'tempfail') {
@@ -418,7 +426,11 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
           record.signedWith = finished.signedWith;
           record.timings.signMs = finished.signMs;
         }
-        if (finished.policy) record.policy = { kind: finished.policy.kind, status: 'status' in finished.policy ? finished.policy.status : undefined, dryRun: true };
+        if (finished.policy) {
+          // the enhanced status the client would have got: what the log line and the metrics label carry
+          const status = finished.policy.kind === 'reject' ? POLICY_REPLIES[finished.policy.status].enhanced : undefined;
+          record.policy = { kind: finished.policy.kind, status, dryRun: true };
+        }
 
         const header = message.header;
         // an empty prepend (nothing to add) is written as nothing

@@ -1,0 +1,56 @@
+// The running daemon's per-message log line and /metrics counters, path by path: each message gives exactly one
+// `message` line, its fields say what the client was told, and the counters move by exactly what happened.
+// Touches: loopback sockets (the daemon, a scripted next hop, the metrics listener), a temp dir of keys,
+// /usr/bin/python3 (python3-prometheus-client parses every scrape).
+
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../../../src/config/config.js';
+import { defaultConfig } from '../../../src/config/defaults.js';
+import { Harness, listener, waitFor, type Gate, type LogLine } from '../../helpers/daemon-harness.js';
+import type { NextHopServerOptions } from '../../helpers/next-hop-server.js';
+import { scrape, seriesOf, valueOf } from '../../helpers/prometheus-text.js';
+import { RawClient, sendMail } from '../../helpers/raw-smtp-client.js';
+
+const harness = new Harness();
+beforeAll(() => harness.setup());
+afterEach(() => harness.cleanup());
+afterAll(() => harness.dispose());
+
+function message(from: string): Buffer {
+  return Buffer.from(`From: <${from}>\r\nTo: <bob@example.org>\r\nSubject: accounting\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nbody\r\n`);
+}
+
+/** A daemon with /metrics on a free port; `over` changes its config. */
+function startGate(over: Partial<Config> = {}, hop: NextHopServerOptions = {}): Promise<Gate> {
+  return harness.startGate(harness.config({ metrics: { host: '127.0.0.1', port: 0 }, ...over }), hop);
+}
+
+/** Waits for the n-th message line and returns all of them. */
+async function messageLines(gate: Gate, n: number): Promise<LogLine[]> {
+  await waitFor(() => gate.messageLines().length >= n, 10_000);
+  return gate.messageLines();
+}
+
+describe('policy rejections', () => {
+  it('are counted by the enhanced status the client got (5.7.20), in /metrics and in the log line', async () => {
+    const base = defaultConfig();
+    const gate = await startGate({ relayHosts: [], policy: { ...base.policy, require: [{ domain: 'example.bank', aligned: true }] } });
+    const r = await sendMail(gate.port, { from: 'x@example.bank', data: message('x@example.bank') });
+    expect(r.final[0]?.text).toMatch(/^550 5\.7\.20 /);
+    const [line] = await messageLines(gate, 1);
+    expect(line).toMatchObject({ outcome: 'rejected: no_passing', policy: 'reject', policyStatus: '5.7.20', policyDryRun: false });
+    const { samples } = await scrape(gate.daemon.metricsAddress!);
+    expect(seriesOf(samples, 'dkimgate_policy_rejections_total')).toEqual(['dry_run=false,status=5.7.20 1']);
+  });
+
+  it('count a dry-run would-be rejection by its status too, with dry_run="true"', async () => {
+    const base = defaultConfig();
+    const gate = await startGate({ relayHosts: [], policy: { ...base.policy, dryRun: true, require: [{ domain: 'example.bank', aligned: true }] } });
+    const r = await sendMail(gate.port, { from: 'x@example.bank', data: message('x@example.bank') });
+    expect(r.final[0]?.code).toBe(250);
+    const [line] = await messageLines(gate, 1);
+    expect(line).toMatchObject({ outcome: 'delivered', policy: 'reject', policyStatus: '5.7.20', policyDryRun: true });
+    const { samples } = await scrape(gate.daemon.metricsAddress!);
+    expect(seriesOf(samples, 'dkimgate_policy_rejections_total')).toEqual(['dry_run=true,status=5.7.20 1']);
+  });
+});
