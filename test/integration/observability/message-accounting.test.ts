@@ -54,3 +54,28 @@ describe('policy rejections', () => {
     expect(seriesOf(samples, 'dkimgate_policy_rejections_total')).toEqual(['dry_run=true,status=5.7.20 1']);
   });
 });
+
+describe('LMTP', () => {
+  it('logs and counts a message the next hop refused for every recipient as refused, not as partly delivered', async () => {
+    const gate = await startGate({ listen: [listener({ protocol: 'lmtp' })] }, { onData: { kind: 'refuse', code: 554, message: 'spam' } });
+    const r = await sendMail(gate.port, { lmtp: true, to: ['a@example.org', 'b@example.org'], data: message('alice@example.com') });
+    expect(r.final.map((f) => f.code)).toEqual([554, 554]);
+    const [line] = await messageLines(gate, 1);
+    expect(line).toMatchObject({ outcome: 'refused by next hop', relay: 'refused', relayCode: 554, rcptCount: 2 });
+    const { samples } = await scrape(gate.daemon.metricsAddress!);
+    expect(seriesOf(samples, 'dkimgate_messages_total')).toEqual(['domain=example.com,outcome=refused by next hop 1']);
+    expect(seriesOf(samples, 'dkimgate_next_hop_errors_total')).toEqual(['kind=refused 1']);
+  });
+
+  it('says delivered when every recipient was taken, one line for the transaction whatever the recipient count', async () => {
+    const gate = await startGate({ listen: [listener({ protocol: 'lmtp' })] });
+    const r = await sendMail(gate.port, { lmtp: true, to: ['a@example.org', 'b@example.org', 'c@example.org'], data: message('alice@example.com') });
+    expect(r.final.map((f) => f.code)).toEqual([250, 250, 250]);
+    const queueIds = new Set(r.final.map((f) => /queued as (\S+)/.exec(f.text)?.[1]));
+    const [line] = await messageLines(gate, 1);
+    expect([...queueIds]).toEqual([line!.queueId]);
+    expect(line).toMatchObject({ outcome: 'delivered', relay: 'delivered', rcptTo: ['a@example.org', 'b@example.org', 'c@example.org'], rcptCount: 3 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(gate.messageLines()).toHaveLength(1);
+  });
+});
