@@ -40,6 +40,8 @@ export type MessageRecord = {
     perRecipient?: RecipientReply[];
     /** undefined: parsed from a 2xx reply's text; null: not known. */
     nextHopQueueId?: string | null;
+    /** The failure (lost, timeout) happened at a RCPT, where it was counted: no message was relayed. */
+    atRcpt?: true;
   };
   timings: { receiveMs: number; verifyMs?: number; signMs?: number; relayMs: number; totalMs: number };
   outcome: string;

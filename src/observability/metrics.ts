@@ -196,11 +196,13 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       for (const s of record.signedWith ?? []) metrics.recordSign(s.domain, s.selector);
       const status = record.policy?.status;
       if (status !== undefined && status !== '') metrics.recordPolicyRejection(status, record.policy?.dryRun ?? false);
-      const errorKind = RELAY_ERROR_BY_OUTCOME[record.relay.outcome];
+      // A failure at RCPT was counted there (recordNextHopError), and no relay of the message began.
+      const relayed = record.relay.outcome !== 'not_relayed' && record.relay.atRcpt !== true;
+      const errorKind = relayed ? RELAY_ERROR_BY_OUTCOME[record.relay.outcome] : undefined;
       if (errorKind !== undefined) nextHopErrors.inc({ kind: errorKind });
       observeMs(signSeconds, record.timings.signMs);
       observeMs(verifySeconds, record.timings.verifyMs);
-      if (record.relay.outcome !== 'not_relayed') observeMs(relaySeconds, record.timings.relayMs);
+      if (relayed) observeMs(relaySeconds, record.timings.relayMs);
     },
     recordNextHopError(kind) {
       nextHopErrors.inc({ kind: NEXT_HOP_ERROR_SET.has(kind) ? kind : OTHER });

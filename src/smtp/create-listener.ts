@@ -370,7 +370,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     if (txn.lost !== null) {
       // no delivery can happen on a connection lost at a RCPT: the message is not read (smtp-server drains it)
       record.decision = { kind: 'none', reason: `not reached: the next hop was ${txn.lost.kind === 'timeout' ? 'silent' : 'lost'} at RCPT` };
-      record.relay = { outcome: txn.lost.kind };
+      record.relay = { outcome: txn.lost.kind, atRcpt: true };
       record.outcome = `next hop ${txn.lost.kind}`;
       return finish(txn.lost.reply);
     }

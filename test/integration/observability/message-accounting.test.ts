@@ -79,3 +79,35 @@ describe('LMTP', () => {
     expect(gate.messageLines()).toHaveLength(1);
   });
 });
+
+describe('next-hop failures', () => {
+  it('counts a next hop lost at RCPT once, and does not time a relay that never happened', async () => {
+    let gate: Gate | undefined;
+    gate = await startGate({}, {
+      onRcptTo: (rcpt) => {
+        // the next hop answers this RCPT, then goes away under the transaction
+        if (rcpt.startsWith('last')) setTimeout(() => gate?.nextHop.dropConnections(), 20);
+        return null;
+      },
+    });
+    const client = await RawClient.open(gate.port);
+    try {
+      await client.command('EHLO client.test');
+      expect((await client.command('MAIL FROM:<alice@example.com>')).code).toBe(250);
+      expect((await client.command('RCPT TO:<last@example.org>')).code).toBe(250);
+      await waitFor(() => gate!.nextHop.openConnections() === 0);
+      expect((await client.command('RCPT TO:<more@example.org>')).text).toMatch(/^451 4\.4\.2 /);
+      expect((await client.command('DATA')).code).toBe(354);
+      client.write(message('alice@example.com'));
+      expect((await client.command('.')).text).toMatch(/^451 4\.4\.2 /);
+    } finally {
+      client.close();
+    }
+    const [line] = await messageLines(gate, 1);
+    expect(line).toMatchObject({ outcome: 'next hop lost', relay: 'lost', decision: 'none', relayMs: 0 });
+    const { samples } = await scrape(gate.daemon.metricsAddress!);
+    expect(seriesOf(samples, 'dkimgate_next_hop_errors_total')).toEqual(['kind=lost 1']);
+    expect(valueOf(samples, 'dkimgate_relay_seconds_count')).toBe(0);
+    expect(seriesOf(samples, 'dkimgate_messages_total')).toEqual(['domain=other,outcome=next hop lost 1']);
+  });
+});

@@ -245,3 +245,14 @@ describe('createMetrics', () => {
     expect((await createMetrics({ defaultMetrics: false }).render()).contentType).toMatch(/^text\/plain; version=0\.0\.4/);
   });
 });
+
+describe('recordMessage for a next hop lost at RCPT', () => {
+  it('counts no second next-hop error and times no relay: the RCPT counted it and nothing was relayed', async () => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    metrics.recordNextHopError('lost'); // at the RCPT
+    metrics.recordMessage(record({ signedWith: undefined, relay: { outcome: 'lost', atRcpt: true }, timings: { receiveMs: 0, relayMs: 0, totalMs: 0 } }));
+    const text = await body(metrics);
+    expect(sample(text, 'dkimgate_next_hop_errors_total', { kind: 'lost' })).toBe(1);
+    expect(sample(text, 'dkimgate_relay_seconds_count')).toBe(0);
+  });
+});
