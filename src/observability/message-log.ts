@@ -42,6 +42,8 @@ export type MessageRecord = {
     nextHopQueueId?: string | null;
     /** The failure (lost, timeout) happened at a RCPT, where it was counted: no message was relayed. */
     atRcpt?: true;
+    /** The next hop went silent or away while the message was relayed (after the final dot too: outcome ambiguous). */
+    error?: { kind: 'lost' | 'timeout'; during: string; detail?: string };
   };
   timings: { receiveMs: number; verifyMs?: number; signMs?: number; relayMs: number; totalMs: number };
   outcome: string;
@@ -71,6 +73,8 @@ export type MessageLogLine = {
   relayEnhanced?: string | null;
   relayText?: string;
   relayRecipients?: { recipient: string; code: number; enhanced: string | null; text: string }[];
+  /** "lost during end-of-data: connection reset", "timeout during data": what ended the relay without a reply. */
+  relayError?: string;
   nextHopQueueId: string | null;
   receiveMs: number;
   verifyMs?: number;
@@ -137,6 +141,10 @@ export function formatMessageLog(record: MessageRecord): MessageLogLine {
     line.relayCode = relay.reply.code;
     line.relayEnhanced = nullablePrintable(relay.reply.enhanced, SHORT_CHARS);
     line.relayText = printable(relay.reply.text, TEXT_CHARS);
+  }
+  if (relay.error !== undefined) {
+    const { kind, during, detail } = relay.error;
+    line.relayError = printable(`${kind} during ${during}${detail !== undefined ? `: ${detail}` : ''}`, TEXT_CHARS);
   }
   if (relay.perRecipient !== undefined) {
     line.relayRecipients = relay.perRecipient.slice(0, MAX_LOGGED_RECIPIENTS).map((r) => ({

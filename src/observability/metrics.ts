@@ -198,7 +198,8 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
       if (status !== undefined && status !== '') metrics.recordPolicyRejection(status, record.policy?.dryRun ?? false);
       // A failure at RCPT was counted there (recordNextHopError), and no relay of the message began.
       const relayed = record.relay.outcome !== 'not_relayed' && record.relay.atRcpt !== true;
-      const errorKind = relayed ? RELAY_ERROR_BY_OUTCOME[record.relay.outcome] : undefined;
+      // relay.error: a next hop lost or silent after the final dot is an ambiguous message and a next-hop error too
+      const errorKind = relayed ? (record.relay.error?.kind ?? RELAY_ERROR_BY_OUTCOME[record.relay.outcome]) : undefined;
       if (errorKind !== undefined) nextHopErrors.inc({ kind: errorKind });
       observeMs(signSeconds, record.timings.signMs);
       observeMs(verifySeconds, record.timings.verifyMs);

@@ -471,7 +471,10 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
           return finish(replyError(refusalReply(outcome.reply, hideNames(txn.connection))));
         }
         // Timeout or lost. After the final dot the next hop may hold the message: logged as ambiguous.
-        record.relay = { outcome: outcome.afterEndOfData ? 'ambiguous' : outcome.kind };
+        record.relay = {
+          outcome: outcome.afterEndOfData ? 'ambiguous' : outcome.kind,
+          error: { kind: outcome.kind, during: outcome.during, ...(outcome.kind === 'lost' ? { detail: outcome.detail } : {}) },
+        };
         record.outcome = outcome.afterEndOfData ? 'ambiguous' : `next hop ${outcome.kind}`;
         return finish(replyError(dataFailureVerdict(outcome).reply));
       } finally {

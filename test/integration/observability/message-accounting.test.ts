@@ -110,4 +110,24 @@ describe('next-hop failures', () => {
     expect(valueOf(samples, 'dkimgate_relay_seconds_count')).toBe(0);
     expect(seriesOf(samples, 'dkimgate_messages_total')).toEqual(['domain=other,outcome=next hop lost 1']);
   });
+
+  it.each([
+    ['goes away right after our final dot', { kind: 'drop', when: 'after-dot' } as const, 'lost', /^lost during end-of-data/, 'ambiguous'],
+    ['never answers our final dot', { kind: 'stall' } as const, 'timeout', /^timeout during end-of-data$/, 'ambiguous'],
+    ['goes away in the middle of the message', { kind: 'drop', when: 'mid-data', afterBytes: 1 } as const, 'lost', /^lost during data/, 'lost'],
+  ])('when the next hop %s: 451 4.4.2, the line says what failed, and it is a next-hop error', async (_name, onData, kind, relayError, relay) => {
+    const gate = await startGate({ limits: { ...defaultConfig().limits, nextHopTimeout: 1 } }, { onData });
+    // 8 MB: more than loopback socket buffers hold, so a next hop gone mid-message is found before our final dot left
+    const body = Buffer.alloc(8 * 1024 * 1024, 'x');
+    for (let i = 998; i < body.length; i += 1000) body.write('\r\n', i - 1, 'latin1');
+    const r = await sendMail(gate.port, { data: Buffer.concat([message('alice@example.com'), body]) });
+    expect(r.final[0]?.text).toMatch(/^451 4\.4\.2 /);
+    const [line] = await messageLines(gate, 1);
+    expect(line).toMatchObject({ relay, outcome: relay === 'ambiguous' ? 'ambiguous' : `next hop ${kind}` });
+    expect(line!.relayError).toMatch(relayError);
+    expect(line!.ambiguous).toBe(relay === 'ambiguous' ? true : undefined);
+    const { samples } = await scrape(gate.daemon.metricsAddress!);
+    expect(seriesOf(samples, 'dkimgate_next_hop_errors_total')).toEqual([`kind=${kind} 1`]);
+    expect(valueOf(samples, 'dkimgate_relay_seconds_count')).toBe(1);
+  });
 });

@@ -105,6 +105,17 @@ describe('formatMessageLog', () => {
     expect(line).toMatchObject({ ambiguous: true, queueId: 'DG7Q2K9X', nextHopQueueId: '4bXyZ0Abc1z5kTg', relay: 'ambiguous' });
   });
 
+  it('says what ended a relay that got no reply, the detail made printable and bounded', () => {
+    const record = signedRecord();
+    record.relay = { outcome: 'ambiguous', error: { kind: 'lost', during: 'end-of-data', detail: `reset\r\n{"msg":"x"}${'y'.repeat(500)}` } };
+    const line = formatMessageLog(record);
+    expect(line.relayError).toMatch(/^lost during end-of-data: reset\\r\\n\{"msg":"x"\}y+\.\.\.$/);
+    expect(line.relayError!.length).toBeLessThanOrEqual(200);
+    record.relay = { outcome: 'timeout', error: { kind: 'timeout', during: 'data' } };
+    expect(formatMessageLog(record).relayError).toBe('timeout during data');
+    expect(formatMessageLog(signedRecord())).not.toHaveProperty('relayError');
+  });
+
   it('prefers a next-hop queue id the relay already knows over parsing the text', () => {
     const record = signedRecord();
     record.relay.nextHopQueueId = 'FROM-RELAY';
