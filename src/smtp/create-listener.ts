@@ -67,6 +67,8 @@ interface Transaction {
 }
 
 interface SessionState {
+  /** Counted in the connections gauge (onConnect ran): smtp-server refuses some connections before it. */
+  counted: boolean;
   /** Counted in deps.clients (admitted by onConnect). */
   admitted: boolean;
   transaction: Transaction | null;
@@ -125,7 +127,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   const stateOf = (session: SMTPServerSession): SessionState => {
     let state = sessions.get(session.id);
     if (!state) {
-      state = { admitted: false, transaction: null, inData: false, closed: false };
+      state = { counted: false, admitted: false, transaction: null, inData: false, closed: false };
       sessions.set(session.id, state);
     }
     return state;
@@ -508,8 +510,9 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     proxyAllowed: (address: string) => matchCidrs(address, listenerRuntime(deps.runtime.get()).xforwardHosts),
     logger: false,
     onConnect(session, callback) {
-      deps.metrics.connectionOpened();
       const state = stateOf(session);
+      deps.metrics.connectionOpened();
+      state.counted = true;
       if (deps.draining()) return callback(replyError(REPLIES.shuttingDown));
       // smtp-server's own maxClients counts one listener's connections; the limit is the daemon's.
       if (deps.clients.count >= deps.runtime.get().config.limits.maxClients) return callback(replyError(REPLIES.tooManyConnections));
@@ -557,7 +560,8 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         if (!state.inData) endTransaction(state, false);
       }
       sessions.delete(session.id);
-      deps.metrics.connectionClosed();
+      // smtp-server's own max_clients check answers 421 before onConnect, yet calls onClose: not ours to subtract
+      if (state?.counted) deps.metrics.connectionClosed();
     },
   } as ConstructorParameters<typeof SMTPServer>[0] & ProxyAllowedOption & TransactionResetOption);
   // TCP_NODELAY on every client socket: a loopback filter otherwise waits for Nagle on each reply.

@@ -3,6 +3,7 @@
 // Touches: loopback sockets (the daemon, a scripted next hop, the metrics listener), a temp dir of keys,
 // /usr/bin/python3 (python3-prometheus-client parses every scrape).
 
+import { connect } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config/config.js';
 import { defaultConfig } from '../../../src/config/defaults.js';
@@ -23,6 +24,19 @@ function message(from: string): Buffer {
 /** A daemon with /metrics on a free port; `over` changes its config. */
 function startGate(over: Partial<Config> = {}, hop: NextHopServerOptions = {}): Promise<Gate> {
   return harness.startGate(harness.config({ metrics: { host: '127.0.0.1', port: 0 }, ...over }), hop);
+}
+
+/** Retries an async expectation until it holds; bounded. */
+async function eventually(check: () => Promise<void>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await check();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
 }
 
 /** Waits for the n-th message line and returns all of them. */
@@ -129,5 +143,26 @@ describe('next-hop failures', () => {
     const { samples } = await scrape(gate.daemon.metricsAddress!);
     expect(seriesOf(samples, 'dkimgate_next_hop_errors_total')).toEqual([`kind=${kind} 1`]);
     expect(valueOf(samples, 'dkimgate_relay_seconds_count')).toBe(1);
+  });
+});
+
+describe('the connection gauge', () => {
+  it('counts the client still connected after others were refused for max_clients, and 0 once all left', async () => {
+    const gate = await startGate({ limits: { ...defaultConfig().limits, maxClients: 1 } });
+    const held = await RawClient.open(gate.port);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const socket = connect({ host: '127.0.0.1', port: gate.port });
+        const refused = new RawClient(socket);
+        expect((await refused.read()).text).toMatch(/^421 /);
+        refused.close();
+        await new Promise((resolve) => socket.once('close', resolve));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200)); // the refused sessions' onClose ran
+      expect(valueOf((await scrape(gate.daemon.metricsAddress!)).samples, 'dkimgate_connections')).toBe(1);
+    } finally {
+      held.close();
+    }
+    await eventually(async () => expect(valueOf((await scrape(gate.daemon.metricsAddress!)).samples, 'dkimgate_connections')).toBe(0));
   });
 });
