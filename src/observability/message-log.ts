@@ -21,6 +21,8 @@ export type RecipientReply = { recipient: string; reply: NextHopReply };
 
 export type MessageRecord = {
   queueId: string;
+  /** The SMTP session (smtp-server's id): what `command refused` and next-hop warn lines of the same session carry. */
+  session?: string;
   listener: string;
   client: { address: string | null; via: 'connection' | 'xforward'; helo?: string; authUser?: string | null };
   /** The From header's domain, when there is exactly one; also picks the metrics domain label. */
@@ -51,6 +53,7 @@ export type MessageRecord = {
 
 export type MessageLogLine = {
   queueId: string;
+  session?: string;
   listener: string;
   client: string | null;
   clientVia: 'connection' | 'xforward';
@@ -114,6 +117,7 @@ export function formatMessageLog(record: MessageRecord): MessageLogLine {
     totalMs: roundMs(timings.totalMs),
     outcome: printable(record.outcome, SHORT_CHARS),
   };
+  if (record.session !== undefined) line.session = printable(record.session, SHORT_CHARS);
   if (client.helo !== undefined) line.helo = printable(client.helo, DOMAIN_CHARS);
   if (client.authUser !== undefined) line.authUser = client.authUser === null ? null : printable(client.authUser, ADDRESS_CHARS);
   if (record.authorDomain !== undefined) line.authorDomain = nullablePrintable(record.authorDomain, DOMAIN_CHARS);

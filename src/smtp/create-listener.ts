@@ -8,7 +8,7 @@ import { hostname, tmpdir } from 'node:os';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 import { removeFields } from '../auth-results/remove-auth-results.js';
 import type { ListenerConfig } from '../config/config.js';
-import type { Logger } from '../observability/logger.js';
+import { printable, type Logger } from '../observability/logger.js';
 import { formatMessageLog, parseQueuedAs, type MessageRecord, type NextHopReply } from '../observability/message-log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { finishMessage, prepareMessage, type MessageContext, type PreparedMessage } from '../pipeline/process-message.js';
@@ -202,7 +202,31 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     return { kind: 'ok', connection, pool };
   };
 
-  const onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {
+  /**
+   * The client's callback for a MAIL FROM or RCPT TO, logging a refusal with the reply it got: no message line says
+   * it (the client may never send DATA), and every 4xx/5xx must be explainable from the log.
+   */
+  const loggingRefusals = (session: SMTPServerSession, command: 'MAIL FROM' | 'RCPT TO', address: string, queueId: string | null, callback: Callback): Callback =>
+    (err) => {
+      if (err) {
+        const code = (err as { responseCode?: number }).responseCode ?? 550;
+        deps.logger.info(
+          {
+            session: session.id,
+            queueId,
+            client: clientOf(session, deps.runtime.get()).address,
+            command,
+            address: printable(address, 256),
+            reply: printable(`${code} ${err.message}`, 256),
+          },
+          'command refused',
+        );
+      }
+      callback(err);
+    };
+
+  const onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, answer: Callback): void => {
+    const callback = loggingRefusals(session, 'MAIL FROM', address.address, null, answer);
     const state = stateOf(session);
     // A new MAIL after RSET, or a transaction the client abandoned: the old one ends first.
     endTransaction(state, false);
@@ -268,9 +292,10 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     return both.rcpt;
   };
 
-  const onRcptTo = (address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void => {
+  const onRcptTo = (address: SMTPServerAddress, session: SMTPServerSession, answer: Callback): void => {
     const state = stateOf(session);
     const txn = state.transaction;
+    const callback = loggingRefusals(session, 'RCPT TO', address.address, txn?.queueId ?? null, answer);
     if (!txn) return callback(replyError(REPLIES.internalError));
     // Past the limit nothing reaches the next hop; the client may send the rest in a new transaction.
     if (++txn.rcptCommands > deps.runtime.get().config.limits.maxRecipients) return callback(replyError(REPLIES.tooManyRecipients));
@@ -337,6 +362,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     };
     const record: MessageRecord = {
       queueId: txn.queueId,
+      session: session.id,
       listener: label,
       client: { address: client.address, via: client.via, helo: session.hostNameAppearsAs, authUser: client.authUser },
       envelope: { mailFrom: txn.mailFrom, rcptTo: [...txn.recipients] },

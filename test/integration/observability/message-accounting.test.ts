@@ -166,3 +166,49 @@ describe('the connection gauge', () => {
     await eventually(async () => expect(valueOf((await scrape(gate.daemon.metricsAddress!)).samples, 'dkimgate_connections')).toBe(0));
   });
 });
+
+describe('refusals before DATA', () => {
+  it('log each refused MAIL FROM and RCPT TO with the reply the client got, the session and the queue id', async () => {
+    const gate = await startGate(
+      { limits: { ...defaultConfig().limits, maxRecipients: 3 } },
+      {
+        onMailFrom: (from) => (from.startsWith('blocked') ? { code: 553, message: 'sender blocked' } : null),
+        onRcptTo: (rcpt) => (rcpt.startsWith('nobody') ? { code: 550, message: 'no such user' } : rcpt.startsWith('full') ? { code: 452, message: 'mailbox full' } : null),
+      },
+    );
+    const client = await RawClient.open(gate.port);
+    const sent: string[] = [];
+    const command = async (line: string) => {
+      const reply = await client.command(line);
+      if (reply.code >= 400) sent.push(reply.text.trimEnd());
+      return reply;
+    };
+    try {
+      await command('EHLO client.test');
+      expect((await command('MAIL FROM:<blocked@example.com>')).code).toBe(553);
+      expect((await command('MAIL FROM:<alice@example.com>')).code).toBe(250);
+      expect((await command('RCPT TO:<nobody@example.org>')).code).toBe(550);
+      expect((await command('RCPT TO:<full@example.org>')).code).toBe(452);
+      expect((await command('RCPT TO:<bob@example.org>')).code).toBe(250);
+      expect((await command('RCPT TO:<carol@example.org>')).text).toMatch(/^452 4\.5\.3 /);
+      expect((await command('DATA')).code).toBe(354);
+      client.write(message('alice@example.com'));
+      expect((await command('.')).code).toBe(250);
+    } finally {
+      client.close();
+    }
+    const [line] = await messageLines(gate, 1);
+    const refusals = gate.logs.filter((l) => l.msg === 'command refused');
+    expect(refusals.map((l) => `${l.reply as string}`)).toEqual(sent);
+    expect(refusals.map((l) => [l.command, l.address])).toEqual([
+      ['MAIL FROM', 'blocked@example.com'],
+      ['RCPT TO', 'nobody@example.org'],
+      ['RCPT TO', 'full@example.org'],
+      ['RCPT TO', 'carol@example.org'],
+    ]);
+    // one session; the RCPT refusals belong to the transaction whose message line follows
+    expect(new Set([...refusals, line!].map((l) => l.session)).size).toBe(1);
+    expect(refusals.map((l) => l.queueId)).toEqual([null, line!.queueId, line!.queueId, line!.queueId]);
+    expect(refusals.every((l) => l.client === '127.0.0.1')).toBe(true);
+  });
+});
