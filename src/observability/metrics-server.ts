@@ -1,7 +1,7 @@
 // The metrics listener (node:http): GET /metrics (Prometheus text) and GET /healthz (liveness JSON).
 // Input: HTTP requests from the network — only the method and path are read, never a body; every socket is bounded in time.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Metrics } from './metrics.js';
 
 export type Health = { ok: boolean; detail?: Record<string, unknown> };
@@ -30,6 +30,10 @@ export type MetricsServerLimits = {
   checkIntervalMs: number;
   /** Over it: 431. */
   maxHeaderBytes: number;
+  /**
+   * Connections still sending their request head; a new one past it ends the oldest of them, so clients that
+   * connect and dawdle (slowloris) cannot keep a scrape or a /healthz probe out.
+   */
   maxConnections: number;
 };
 
@@ -62,7 +66,21 @@ export function startMetricsServer(opts: MetricsServerOptions): Promise<MetricsS
       });
     },
   );
-  server.maxConnections = limits.maxConnections;
+  // Sockets whose request head is not complete, oldest first: at the limit, the oldest goes (a scraper sends its
+  // request as soon as it connects, so only a client that dawdles is ever the oldest).
+  const waiting = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    if (waiting.size >= limits.maxConnections) {
+      const oldest = waiting.values().next().value as Socket;
+      waiting.delete(oldest);
+      oldest.destroy();
+    }
+    waiting.add(socket);
+    socket.once('close', () => waiting.delete(socket));
+  });
+  server.on('request', (req: IncomingMessage) => waiting.delete(req.socket));
+  // Sockets past their request (a reply being read) end within socketIdleMs; this bounds them all the same.
+  server.maxConnections = limits.maxConnections * 4;
   server.maxRequestsPerSocket = 1;
   server.keepAliveTimeout = 1;
   server.setTimeout(limits.socketIdleMs, (socket) => socket.destroy());
