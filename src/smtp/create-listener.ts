@@ -11,6 +11,7 @@ import type { ListenerConfig } from '../config/config.js';
 import { printable, type Logger } from '../observability/logger.js';
 import { formatMessageLog, parseQueuedAs, type MessageRecord, type NextHopReply } from '../observability/message-log.js';
 import type { Metrics } from '../observability/metrics.js';
+import { watchSmtpServerReplies } from '../observability/smtp-server-replies.js';
 import { finishMessage, prepareMessage, type MessageContext, type PreparedMessage } from '../pipeline/process-message.js';
 import { receiveMessage } from '../pipeline/receive-message.js';
 import { describeClient, matchCidrs, type ClientIdentity } from '../policy/client-identity.js';
@@ -67,6 +68,9 @@ interface Transaction {
 }
 
 interface SessionState {
+  readonly session: SMTPServerSession;
+  /** Our MAIL/RCPT handler logged the refusal smtp-server is about to send: its reply watcher skips it. */
+  refusalLogged: boolean;
   /** Counted in the connections gauge (onConnect ran): smtp-server refuses some connections before it. */
   counted: boolean;
   /** Counted in deps.clients (admitted by onConnect). */
@@ -127,7 +131,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   const stateOf = (session: SMTPServerSession): SessionState => {
     let state = sessions.get(session.id);
     if (!state) {
-      state = { counted: false, admitted: false, transaction: null, inData: false, closed: false };
+      state = { session, refusalLogged: false, counted: false, admitted: false, transaction: null, inData: false, closed: false };
       sessions.set(session.id, state);
     }
     return state;
@@ -221,9 +225,30 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
           },
           'command refused',
         );
+        const state = sessions.get(session.id);
+        if (state) state.refusalLogged = true;
       }
       callback(err);
     };
+
+  /** The refusals smtp-server sends on its own (SIZE, syntax, sequence, XFORWARD, AUTH, its max_clients 421). */
+  const replyWatcher = watchSmtpServerReplies((sessionId, lastCommand, reply) => {
+    const state = sessions.get(sessionId);
+    if (state?.refusalLogged) {
+      state.refusalLogged = false;
+      return;
+    }
+    deps.logger.info(
+      {
+        session: sessionId,
+        queueId: state?.transaction?.queueId ?? null,
+        client: state ? clientOf(state.session, deps.runtime.get()).address : null,
+        lastCommand: lastCommand === null ? null : printable(lastCommand, 256),
+        reply: printable(reply, 256),
+      },
+      'command refused',
+    );
+  });
 
   const onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, answer: Callback): void => {
     const callback = loggingRefusals(session, 'MAIL FROM', address.address, null, answer);
@@ -534,7 +559,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     // what Postfix accepts (user.@example.com, a..b@example.com) would bounce mail a content_filter already took.
     lenientAddressParsing: true,
     proxyAllowed: (address: string) => matchCidrs(address, listenerRuntime(deps.runtime.get()).xforwardHosts),
-    logger: false,
+    logger: replyWatcher,
     onConnect(session, callback) {
       const state = stateOf(session);
       deps.metrics.connectionOpened();

@@ -3,7 +3,11 @@
 // Touches: loopback sockets (the daemon, a scripted next hop, the metrics listener), a temp dir of keys,
 // /usr/bin/python3 (python3-prometheus-client parses every scrape).
 
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import bcrypt from 'bcryptjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config/config.js';
 import { defaultConfig } from '../../../src/config/defaults.js';
@@ -210,5 +214,43 @@ describe('refusals before DATA', () => {
     expect(new Set([...refusals, line!].map((l) => l.session)).size).toBe(1);
     expect(refusals.map((l) => l.queueId)).toEqual([null, line!.queueId, line!.queueId, line!.queueId]);
     expect(refusals.every((l) => l.client === '127.0.0.1')).toBe(true);
+  });
+
+  it('log the refusals smtp-server makes itself (SIZE, syntax, sequence, XFORWARD, AUTH) with the command, never a credential', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'dkimgate-refusals-'));
+    harness.onCleanup(() => rm(dir, { recursive: true, force: true }));
+    const usersFile = join(dir, 'users');
+    const hash = bcrypt.hashSync('right horse battery', 4);
+    await writeFile(usersFile, `alice:${hash}\n`, { mode: 0o600 });
+    const gate = await startGate({ usersFile, listen: [listener({ allowInsecureAuth: true })] });
+    const client = await RawClient.open(gate.port);
+    const sent: string[] = [];
+    const command = async (line: string) => {
+      const reply = await client.command(line, 10_000);
+      if (reply.code >= 400) sent.push(reply.text.trimEnd());
+      return reply;
+    };
+    const credential = Buffer.from('\0alice\0wrong horse staple').toString('base64');
+    try {
+      await command('EHLO client.test');
+      expect((await command('MAIL FROM:<alice@example.com> SIZE=999999999')).code).toBe(552);
+      expect((await command('RCPT TO:<bob@example.org>')).code).toBe(503);
+      expect((await command('XFORWARD ADDR=192.0.2.1')).code).toBe(550);
+      expect((await command(`AUTH PLAIN ${credential}`)).code).toBe(535);
+    } finally {
+      client.close();
+    }
+    await waitFor(() => gate.logs.filter((l) => l.msg === 'command refused').length === 4);
+    const refusals = gate.logs.filter((l) => l.msg === 'command refused');
+    expect(refusals.map((l) => l.reply)).toEqual(sent);
+    expect(refusals.map((l) => l.lastCommand)).toEqual([
+      'MAIL FROM:<alice@example.com> SIZE=999999999',
+      'RCPT TO:<bob@example.org>',
+      'XFORWARD ADDR=192.0.2.1',
+      'AUTH PLAIN',
+    ]);
+    expect(refusals.every((l) => l.client === '127.0.0.1' && typeof l.session === 'string')).toBe(true);
+    const logged = JSON.stringify(gate.logs);
+    for (const secret of ['wrong horse staple', credential, hash]) expect(logged).not.toContain(secret);
   });
 });
