@@ -254,3 +254,101 @@ describe('refusals before DATA', () => {
     for (const secret of ['wrong horse staple', credential, hash]) expect(logged).not.toContain(secret);
   });
 });
+
+describe('every path at once', () => {
+  it('gives one line per transaction that reached DATA, and counters that add up to the lines exactly', async () => {
+    const base = defaultConfig();
+    const gate = await startGate(
+      {
+        listen: [listener(), listener({ protocol: 'lmtp' })],
+        limits: { ...base.limits, maxMessageSize: 100_000 },
+        policy: { ...base.policy, require: [{ domain: 'example.bank', aligned: true }] },
+      },
+      {
+        onData: (envelope) => {
+          const local = envelope.mailFrom.split('@')[0];
+          if (local === 'defer') return { kind: 'defer' };
+          if (local === 'refuse') return { kind: 'refuse', code: 554, message: 'no' };
+          if (local === 'drop') return { kind: 'drop', when: 'after-dot' };
+          if (local === 'slow') return { kind: 'delay', ms: 600 };
+          return { kind: 'accept', message: `OK: queued as HOP${envelope.rcptTo.length}` };
+        },
+      },
+    );
+    const lmtpPort = gate.daemon.addresses[1]!.port;
+    const replies: number[] = [];
+    const send = async (from: string, data = message(from), port = gate.port, lmtp = false) => {
+      const r = await sendMail(port, { from, data, lmtp, to: ['a@example.org', 'b@example.org'] });
+      replies.push(...r.final.map((f) => f.code));
+    };
+    await send('alice@example.com'); // signed, delivered
+    await send('x@other.test'); // verified, delivered
+    await send('x@example.bank'); // 550 5.7.20
+    await send('defer@example.com'); // next hop 451
+    await send('refuse@example.com'); // next hop 554
+    await send('drop@example.com'); // 451 4.4.2, ambiguous
+    await send('alice@example.com', Buffer.concat([message('alice@example.com'), Buffer.alloc(200_000, 'a')])); // 552
+    await send('alice@example.com', Buffer.from('From: <alice@example.com>\r\nSubject: a\rb\r\n\r\nx\r\n', 'latin1')); // bare CR
+    await send('alice@example.com', message('alice@example.com'), lmtpPort, true); // LMTP, two 250s
+    // two transactions and an abandoned one (RSET) on one session
+    const client = await RawClient.open(gate.port);
+    try {
+      await client.command('EHLO client.test');
+      await client.command('MAIL FROM:<alice@example.com>');
+      await client.command('RCPT TO:<a@example.org>');
+      expect((await client.command('RSET')).code).toBe(250);
+      for (let i = 0; i < 2; i++) {
+        await client.command('MAIL FROM:<alice@example.com>');
+        await client.command('RCPT TO:<a@example.org>');
+        await client.command('DATA');
+        client.write(message('alice@example.com'));
+        replies.push((await client.command('.')).code);
+      }
+      // gone mid-message, and gone before our 250
+      for (const from of ['alice@example.com', 'slow@example.com']) {
+        const c = await RawClient.open(gate.port);
+        await c.command('EHLO client.test');
+        await c.command(`MAIL FROM:<${from}>`);
+        await c.command('RCPT TO:<a@example.org>');
+        await c.command('DATA');
+        c.write(from.startsWith('slow') ? Buffer.concat([message(from), Buffer.from('.\r\n')]) : Buffer.from('From: <alice@example.com>\r\n'));
+        await (from.startsWith('slow') ? waitFor(() => gate.nextHop.received.length === 9) : new Promise((resolve) => setTimeout(resolve, 100)));
+        c.close();
+      }
+    } finally {
+      client.close();
+    }
+    const lines = await messageLines(gate, 13);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(gate.messageLines()).toHaveLength(13);
+    expect(new Set(lines.map((l) => l.queueId)).size).toBe(13);
+    expect(replies).toEqual([250, 250, 550, 451, 554, 451, 552, 550, 250, 250, 250, 250]);
+    expect(lines.filter((l) => l.ambiguous === true).map((l) => l.mailFrom)).toEqual(['drop@example.com', 'slow@example.com']);
+
+    const count = <T>(values: T[]) => {
+      const out = new Map<string, number>();
+      for (const v of values) out.set(String(v), (out.get(String(v)) ?? 0) + 1);
+      return [...out].map(([k, n]) => `${k} ${n}`).sort();
+    };
+    const { samples } = await scrape(gate.daemon.metricsAddress!);
+    const byLabel = (name: string, label: string) => {
+      const sums = new Map<string, number>();
+      for (const s of samples.filter((x) => x.name === name)) sums.set(s.labels[label]!, (sums.get(s.labels[label]!) ?? 0) + s.value);
+      return [...sums].filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).sort();
+    };
+    expect(byLabel('dkimgate_messages_total', 'outcome')).toEqual(count(lines.map((l) => l.outcome)));
+    type Dkim = { result: string; reason: string | null };
+    type Signed = { selector: string };
+    expect(byLabel('dkimgate_verify_results_total', 'result')).toEqual(count(lines.flatMap((l) => ((l.dkim ?? []) as Dkim[]).map((d) => d.result))));
+    expect(byLabel('dkimgate_sign_total', 'selector')).toEqual(count(lines.flatMap((l) => ((l.signed ?? []) as Signed[]).map((d) => d.selector))));
+    expect(valueOf(samples, 'dkimgate_sign_seconds_count')).toBe(lines.filter((l) => l.signMs !== undefined).length);
+    expect(valueOf(samples, 'dkimgate_verify_seconds_count')).toBe(lines.filter((l) => l.verifyMs !== undefined).length);
+    expect(valueOf(samples, 'dkimgate_relay_seconds_count')).toBe(lines.filter((l) => l.relay !== 'not_relayed').length);
+    expect(seriesOf(samples, 'dkimgate_next_hop_errors_total')).toEqual(['kind=deferred 1', 'kind=lost 1', 'kind=refused 1']);
+    expect(seriesOf(samples, 'dkimgate_policy_rejections_total')).toEqual(['dry_run=false,status=5.7.20 1']);
+    await eventually(async () => {
+      const now = (await scrape(gate.daemon.metricsAddress!)).samples;
+      expect([valueOf(now, 'dkimgate_transactions_in_flight'), valueOf(now, 'dkimgate_connections')]).toEqual([0, 0]);
+    });
+  });
+});
