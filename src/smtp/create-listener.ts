@@ -176,6 +176,12 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     return replyError(verdict.reply);
   };
 
+  /** The next hop refused MAIL or a RCPT: counted as a next-hop refusal (its class says refused or deferred), passed on. */
+  const countedRefusal = (reply: SmtpReply, connection: NextHopConnection): Error => {
+    deps.metrics.recordNextHopError(reply.code >= 500 ? 'refused' : 'deferred');
+    return replyError(refusalReply(reply, hideNames(connection)));
+  };
+
   const hideNames = (connection: NextHopConnection | null): string[] => {
     const rt = deps.runtime.get();
     return [rt.config.nextHop.host, ...(connection?.remoteNames ?? []), connection?.remoteAddress ?? ''].filter((n) => n !== '');
@@ -201,7 +207,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     }
     if (sent.reply.code >= 300) {
       void pool.release(connection, 'dirty');
-      return { kind: 'failed', error: replyError(refusalReply(sent.reply, hideNames(connection))) };
+      return { kind: 'failed', error: countedRefusal(sent.reply, connection) };
     }
     return { kind: 'ok', connection, pool };
   };
@@ -313,7 +319,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       return txn.connection.rcptTo(rcpt, rcptArgs);
     }
     if (both.mail.kind !== 'reply') return both.mail;
-    if (both.mail.reply.code >= 300) return (txn.mailRefusal = replyError(refusalReply(both.mail.reply, hideNames(txn.connection))));
+    if (both.mail.reply.code >= 300) return (txn.mailRefusal = countedRefusal(both.mail.reply, txn.connection));
     return both.rcpt;
   };
 
@@ -341,7 +347,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       }
       if (sent.reply.code >= 300) {
         // Refused by the next hop: the client hears it now, so the recipient is never acknowledged and dropped.
-        return callback(replyError(refusalReply(sent.reply, hideNames(txn.connection))));
+        return callback(countedRefusal(sent.reply, txn.connection));
       }
       txn.recipients.push(address.address);
       callback();

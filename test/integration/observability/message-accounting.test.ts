@@ -214,6 +214,9 @@ describe('refusals before DATA', () => {
     expect(new Set([...refusals, line!].map((l) => l.session)).size).toBe(1);
     expect(refusals.map((l) => l.queueId)).toEqual([null, line!.queueId, line!.queueId, line!.queueId]);
     expect(refusals.every((l) => l.client === '127.0.0.1')).toBe(true);
+    // the next hop's refusals (MAIL 553, RCPT 550, RCPT 452) are next-hop refusals; our own 452 4.5.3 is not
+    const { samples } = await scrape(gate.daemon.metricsAddress!);
+    expect(seriesOf(samples, 'dkimgate_next_hop_errors_total')).toEqual(['kind=deferred 1', 'kind=refused 2']);
   });
 
   it('log the refusals smtp-server makes itself (SIZE, syntax, sequence, XFORWARD, AUTH) with the command, never a credential', async () => {
