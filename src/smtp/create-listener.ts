@@ -71,6 +71,8 @@ interface SessionState {
   readonly session: SMTPServerSession;
   /** Our MAIL/RCPT handler logged the refusal smtp-server is about to send: its reply watcher skips it. */
   refusalLogged: boolean;
+  /** `command refused` lines of this session so far (MAX_REFUSAL_LINES are written). */
+  refusalLines: number;
   /** Counted in the connections gauge (onConnect ran): smtp-server refuses some connections before it. */
   counted: boolean;
   /** Counted in deps.clients (admitted by onConnect). */
@@ -82,6 +84,9 @@ interface SessionState {
 }
 
 type Callback = (err?: Error | null) => void;
+
+/** `command refused` lines one session may write (Postfix's smtpd_hard_error_limit is 20). */
+export const MAX_REFUSAL_LINES = 20;
 
 /** policy.require's refusals (RFC 7372): the reply, and so the enhanced status that logs and metrics name. */
 const POLICY_REPLIES: Record<RequireFailure, SmtpReplyValue> = {
@@ -131,7 +136,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   const stateOf = (session: SMTPServerSession): SessionState => {
     let state = sessions.get(session.id);
     if (!state) {
-      state = { session, refusalLogged: false, counted: false, admitted: false, transaction: null, inData: false, closed: false };
+      state = { session, refusalLogged: false, refusalLines: 0, counted: false, admitted: false, transaction: null, inData: false, closed: false };
       sessions.set(session.id, state);
     }
     return state;
@@ -213,6 +218,16 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   };
 
   /**
+   * One `command refused` line; past MAX_REFUSAL_LINES in a session one last line says the rest go unlogged: a client
+   * repeating a refused command (RCPT without MAIL, in one pipelined packet) must not flood the log.
+   */
+  const logRefusal = (state: SessionState | undefined, fields: Record<string, unknown>): void => {
+    const count = state ? ++state.refusalLines : 1;
+    if (count <= MAX_REFUSAL_LINES) deps.logger.info(fields, 'command refused');
+    else if (count === MAX_REFUSAL_LINES + 1) deps.logger.info({ session: fields.session, limit: MAX_REFUSAL_LINES }, 'command refused: further refusals in this session are not logged');
+  };
+
+  /**
    * The client's callback for a MAIL FROM or RCPT TO, logging a refusal with the reply it got: no message line says
    * it (the client may never send DATA), and every 4xx/5xx must be explainable from the log.
    */
@@ -220,18 +235,15 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     (err) => {
       if (err) {
         const code = (err as { responseCode?: number }).responseCode ?? 550;
-        deps.logger.info(
-          {
-            session: session.id,
-            queueId,
-            client: clientOf(session, deps.runtime.get()).address,
-            command,
-            address: printable(address, 256),
-            reply: printable(`${code} ${err.message}`, 256),
-          },
-          'command refused',
-        );
         const state = sessions.get(session.id);
+        logRefusal(state, {
+          session: session.id,
+          queueId,
+          client: clientOf(session, deps.runtime.get()).address,
+          command,
+          address: printable(address, 256),
+          reply: printable(`${code} ${err.message}`, 256),
+        });
         if (state) state.refusalLogged = true;
       }
       callback(err);
@@ -244,16 +256,13 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       state.refusalLogged = false;
       return;
     }
-    deps.logger.info(
-      {
-        session: sessionId,
-        queueId: state?.transaction?.queueId ?? null,
-        client: state ? clientOf(state.session, deps.runtime.get()).address : null,
-        lastCommand: lastCommand === null ? null : printable(lastCommand, 256),
-        reply: printable(reply, 256),
-      },
-      'command refused',
-    );
+    logRefusal(state, {
+      session: sessionId,
+      queueId: state?.transaction?.queueId ?? null,
+      client: state ? clientOf(state.session, deps.runtime.get()).address : null,
+      lastCommand: lastCommand === null ? null : printable(lastCommand, 256),
+      reply: printable(reply, 256),
+    });
   });
 
   const onMailFrom = (address: SMTPServerAddress, session: SMTPServerSession, answer: Callback): void => {

@@ -219,6 +219,31 @@ describe('refusals before DATA', () => {
     expect(seriesOf(samples, 'dkimgate_next_hop_errors_total')).toEqual(['kind=deferred 1', 'kind=refused 2']);
   });
 
+  it('stop at 20 lines a session, saying so once, when a client repeats a refused command in one packet', async () => {
+    const gate = await startGate();
+    const client = await RawClient.open(gate.port);
+    try {
+      await client.command('EHLO client.test');
+      client.write('RCPT TO:<bob@example.org>\r\n'.repeat(500));
+      for (let i = 0; i < 500; i++) expect((await client.read()).code).toBe(503);
+    } finally {
+      client.close();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const lines = gate.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('command refused'));
+    expect(lines).toHaveLength(21);
+    expect(lines[20]).toMatchObject({ msg: 'command refused: further refusals in this session are not logged', limit: 20 });
+    // a new session is logged again
+    const other = await RawClient.open(gate.port);
+    try {
+      await other.command('EHLO client.test');
+      expect((await other.command('RCPT TO:<bob@example.org>')).code).toBe(503);
+    } finally {
+      other.close();
+    }
+    await waitFor(() => gate.logs.filter((l) => l.msg === 'command refused').length === 21);
+  });
+
   it('log the refusals smtp-server makes itself (SIZE, syntax, sequence, XFORWARD, AUTH) with the command, never a credential', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'dkimgate-refusals-'));
     harness.onCleanup(() => rm(dir, { recursive: true, force: true }));
