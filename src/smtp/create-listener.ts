@@ -87,6 +87,23 @@ type Callback = (err?: Error | null) => void;
 
 /** `command refused` lines one session may write (Postfix's smtpd_hard_error_limit is 20). */
 export const MAX_REFUSAL_LINES = 20;
+/** `command refused` lines a listener writes per second for connections refused before their first command. */
+export const MAX_CONNECTION_REFUSAL_LINES_PER_SECOND = 10;
+
+/** take() is true `max` times a second; the first false of a second calls `onExhausted` once. */
+function perSecondBudget(max: number, onExhausted: () => void): { take(): boolean } {
+  let second = -1;
+  let used = 0;
+  return {
+    take() {
+      const now = Math.floor(performance.now() / 1000);
+      if (now !== second) [second, used] = [now, 0];
+      used++;
+      if (used === max + 1) onExhausted();
+      return used <= max;
+    },
+  };
+}
 
 /** policy.require's refusals (RFC 7372): the reply, and so the enhanced status that logs and metrics name. */
 const POLICY_REPLIES: Record<RequireFailure, SmtpReplyValue> = {
@@ -222,6 +239,9 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
    * repeating a refused command (RCPT without MAIL, in one pipelined packet) must not flood the log.
    */
   const logRefusal = (state: SessionState | undefined, fields: Record<string, unknown>): void => {
+    // A connection refused before any command (421: too many connections, shutting down) is one line per connection:
+    // a connection flood must not flood the log either, so those share a budget per second.
+    if (fields.lastCommand === null && !connectionRefusals.take()) return;
     const count = state ? ++state.refusalLines : 1;
     if (count <= MAX_REFUSAL_LINES) deps.logger.info(fields, 'command refused');
     else if (count === MAX_REFUSAL_LINES + 1) deps.logger.info({ session: fields.session, limit: MAX_REFUSAL_LINES }, 'command refused: further refusals in this session are not logged');
@@ -248,6 +268,10 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       }
       callback(err);
     };
+
+  const connectionRefusals = perSecondBudget(MAX_CONNECTION_REFUSAL_LINES_PER_SECOND, () =>
+    deps.logger.info({ listener: label, limit: MAX_CONNECTION_REFUSAL_LINES_PER_SECOND }, 'command refused: further connections refused in this second are not logged'),
+  );
 
   /** The refusals smtp-server sends on its own (SIZE, syntax, sequence, XFORWARD, AUTH, its max_clients 421). */
   const replyWatcher = watchSmtpServerReplies((sessionId, lastCommand, reply) => {

@@ -244,6 +244,34 @@ describe('refusals before DATA', () => {
     await waitFor(() => gate.logs.filter((l) => l.msg === 'command refused').length === 21);
   });
 
+  it('log connections refused before their first command (max_clients) at 10 lines a second at most', async () => {
+    const gate = await startGate({ limits: { ...defaultConfig().limits, maxClients: 1 } });
+    const held = await RawClient.open(gate.port);
+    const started = performance.now();
+    try {
+      const refused = await Promise.all(
+        Array.from({ length: 200 }, async () => {
+          const client = new RawClient(connect({ host: '127.0.0.1', port: gate.port }));
+          try {
+            return (await client.read()).code;
+          } finally {
+            client.close();
+          }
+        }),
+      );
+      expect(refused.every((code) => code === 421)).toBe(true);
+    } finally {
+      held.close();
+    }
+    const seconds = Math.ceil((performance.now() - started) / 1000) + 1;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const lines = gate.logs.filter((l) => l.msg === 'command refused');
+    expect(lines.length).toBeGreaterThanOrEqual(10);
+    expect(lines.length).toBeLessThanOrEqual(10 * seconds);
+    expect(lines.every((l) => l.lastCommand === null && typeof l.reply === 'string' && (l.reply as string).startsWith('421 '))).toBe(true);
+    expect(gate.logs.some((l) => l.msg === 'command refused: further connections refused in this second are not logged')).toBe(true);
+  });
+
   it('log the refusals smtp-server makes itself (SIZE, syntax, sequence, XFORWARD, AUTH) with the command, never a credential', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'dkimgate-refusals-'));
     harness.onCleanup(() => rm(dir, { recursive: true, force: true }));
