@@ -140,7 +140,8 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   // os.tmpdir() reads the environment on every call: once per listener is enough
   const systemTmpDir = tmpdir();
   const sessions = new Map<string, SessionState>();
-  const label = `${listener.protocol}://${formatHostPort(listener.host, listener.port)}`;
+  // What log lines name the listener by: the bound port once listening (port 0 in the file picks one), as `listening` says.
+  let label = `${listener.protocol}://${formatHostPort(listener.host, listener.port)}`;
   const lmtp = listener.protocol === 'lmtp';
   const initial = deps.runtime.get();
   const listenerRuntime = (rt: Runtime) => rt.listeners[index]!;
@@ -656,6 +657,10 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   } as ConstructorParameters<typeof SMTPServer>[0] & ProxyAllowedOption & TransactionResetOption);
   // TCP_NODELAY on every client socket: a loopback filter otherwise waits for Nagle on each reply.
   (server as unknown as { server: import('node:net').Server }).server.on('connection', (socket: import('node:net').Socket) => socket.setNoDelay(true));
+  (server as unknown as { server: import('node:net').Server }).server.on('listening', function (this: import('node:net').Server) {
+    const bound = this.address();
+    if (bound !== null && typeof bound === 'object') label = `${listener.protocol}://${formatHostPort(listener.host, bound.port)}`;
+  });
   // A failure to bind is startDaemon's to report (the CLI says it in one line); later errors are logged here.
   server.on('error', (err) => {
     if ((server as unknown as { server: import('node:net').Server }).server.listening) deps.logger.error({ err, listener: label }, 'listener error');

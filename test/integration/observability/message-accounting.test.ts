@@ -93,6 +93,9 @@ describe('LMTP', () => {
     const [line] = await messageLines(gate, 1);
     expect([...queueIds]).toEqual([line!.queueId]);
     expect(line).toMatchObject({ outcome: 'delivered', relay: 'delivered', rcptTo: ['a@example.org', 'b@example.org', 'c@example.org'], rcptCount: 3 });
+    // the listener as bound (the config says port 0), as the `listening` line names it
+    expect(line!.listener).toBe(`lmtp://127.0.0.1:${gate.port}`);
+    expect(gate.logs.find((l) => l.msg === 'listening')?.listener).toBe(line!.listener);
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(gate.messageLines()).toHaveLength(1);
   });
