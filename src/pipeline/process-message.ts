@@ -35,6 +35,8 @@ export interface PreparedMessage {
   /** What the receiver must hash while the body arrives. */
   readonly bodySpecs: BodyHashSpec[];
   readonly authors: (string | null)[];
+  /** The domain of every mailbox of every From field: each author is held to policy.require. */
+  readonly everyAuthor: string[];
 }
 
 export type FinishedMessage =
@@ -64,21 +66,22 @@ function verifyOptions(ctx: MessageContext, nowSec: number) {
 export function prepareMessage(framed: FramedMessage, ctx: MessageContext): PreparedMessage {
   const mailboxes = fromMailboxDomains(framed); // From is read once for both the first and every author
   const authors = firstDomains(mailboxes);
+  const everyAuthor = everyDomain(mailboxes);
   const decision = decideSigning({
     client: ctx.client,
     relayHosts: ctx.relayHosts,
     fromDomains: authors.filter((d): d is string => d !== null).length === authors.length ? (authors as string[]) : [],
-    allAuthorDomains: everyDomain(mailboxes),
+    allAuthorDomains: everyAuthor,
     selectorsByDomain: ctx.keys.byFromDomain,
     allowedDomains: ctx.allowedDomains,
   });
-  if (decision.kind === 'sign') return { decision, plan: null, bodySpecs: bodyHashSpecs(decision.signers.map((e) => e.signer)), authors };
-  if (decision.kind === 'refuse' || !ctx.verify.enabled) return { decision, plan: null, bodySpecs: [], authors };
+  if (decision.kind === 'sign') return { decision, plan: null, bodySpecs: bodyHashSpecs(decision.signers.map((e) => e.signer)), authors, everyAuthor };
+  if (decision.kind === 'refuse' || !ctx.verify.enabled) return { decision, plan: null, bodySpecs: [], authors, everyAuthor };
   const plan = planVerification(framed, verifyOptions(ctx, ctx.nowSec()));
   // Start the key lookups now, while the body is still arriving; completeVerification's own lookups
   // then join these (the resolver shares queries in flight and caches answers).
   for (const p of plan.pending) void ctx.lookupTxt(`${p.sig.selector}._domainkey.${p.sig.signingDomain}`);
-  return { decision, plan, bodySpecs: plan.bodySpecs, authors };
+  return { decision, plan, bodySpecs: plan.bodySpecs, authors, everyAuthor };
 }
 
 /** Called when the body is complete and hashed. */
@@ -108,8 +111,9 @@ export async function finishMessage(prepared: PreparedMessage, framed: FramedMes
   const report = await completeVerification(prepared.plan, bodies, verifyOptions(ctx, ctx.nowSec()));
   const verifyMs = performance.now() - started;
   const verdicts = report.signatures;
-  const authors = prepared.authors.filter((d): d is string => d !== null);
-  const policy = applyVerifyPolicy(verdicts, authors, ctx.policy);
+  // Every mailbox of From is an author (RFC 5322 §3.6.2): "a@other.example, b@bank.example" must not
+  // escape a rule for bank.example by naming it second.
+  const policy = applyVerifyPolicy(verdicts, prepared.everyAuthor, ctx.policy);
   if (policy.kind === 'reject' && !policy.dryRun) return { kind: 'reject', policy, verdicts, verifyMs };
   if (policy.kind === 'tempfail' && !policy.dryRun) return { kind: 'tempfail', cause: 'dns', detail: policy.reason, verdicts, verifyMs };
   const ar = formatAuthResults(ctx.authservId, verdicts);
