@@ -270,7 +270,7 @@ export const CONFIG_SCHEMA: ObjectNode = {
             defaults: DEFAULTS.items.requireRule,
             fields: {
               domain: domainName('Author (From) domain.'),
-              aligned: { kind: 'boolean', description: 'The passing signature must be author-aligned (default true).' },
+              aligned: { kind: 'boolean', description: 'The passing signature must be author-aligned: d= is the From domain or a parent of it, never a subdomain or a bare TLD (default true).' },
             },
             required: ['domain'],
           },

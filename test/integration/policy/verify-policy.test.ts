@@ -80,6 +80,8 @@ describe('which RFC 7372 code', () => {
     ['a passing signature whose key is in testing mode (t=y)', () => signedBy(withFrom('a@bank.test'), 'bank.test', 'tst'), /^550 5\.7\.21 /],
     ['a passing signature by another domain only', () => signedBy(withFrom('a@bank.test'), 'other.test'), /^550 5\.7\.22 /],
     ['a passing signature by a bare TLD', () => signedBy(withFrom('a@bank.test'), 'test'), /^550 5\.7\.22 /],
+    // aligned is d= = From domain or a parent of it (README, Security): a subdomain signer is not, unlike DMARC relaxed
+    ['a passing signature by a subdomain of the author domain', () => signedBy(withFrom('a@bank.test'), 'mail.bank.test'), /^550 5\.7\.22 /],
     ['a broken signature by the author domain', async () => Buffer.from((await signedBy(withFrom('a@bank.test'), 'bank.test')).toString('latin1').replace('Lunch', 'Dinner'), 'latin1'), /^550 5\.7\.20 /],
     ['an unsigned message with the domain in upper case and a trailing dot', async () => withFrom('A <a@BANK.TEST.>'), /^550 5\.7\.20 /],
   ])('%s', async (_name, make, reply) => {
@@ -87,6 +89,12 @@ describe('which RFC 7372 code', () => {
     const r = await sendMail(g.port, { from: 'x@other.test', data: await make() });
     expect(r.final[0]?.text).toMatch(reply);
     expect(g.nextHop.received).toHaveLength(0);
+  });
+
+  it('relays a passing signature by a parent of the required author domain', async () => {
+    const g = await gate({ require: [{ domain: 'news.bank.test', aligned: true }] });
+    const r = await sendMail(g.port, { from: 'x@other.test', data: await signedBy(withFrom('a@news.bank.test'), 'bank.test') });
+    expect(r.final[0]?.code).toBe(250);
   });
 
   it('relays a passing signature by another domain when the rule says aligned: false', async () => {
