@@ -100,6 +100,10 @@ export function parseConfigText(text: string, fileName: string): ConfigParse {
     if (earlier !== undefined) problem(`policy.require[${index}].domain`, `${rule.domain} is already required by policy.require[${earlier}]`);
     else requiredAt.set(rule.domain, index);
   });
+  // Unverified mail is relayed as it is: a require rule would silently stop protecting its domain.
+  if (!config.verify.enabled && config.policy.require.length > 0) {
+    problem('policy.require', 'has no effect while verify.enabled is false (mail from these domains would be relayed unchecked): set verify.enabled: true or remove the rules');
+  }
 
   const selectorsSeen = new Set<string>();
   for (const entry of resolveSigningSelectors(config)) {
