@@ -30,8 +30,34 @@ function formatComment(text: string): string {
   return `(${text.replace(/[^\x20-\x7e]/g, '?').replace(/[()\\]/g, (c) => `\\${c}`)})`;
 }
 
+/**
+ * header.b of each verdict: its first 8 characters of b=, or more where another signature's b= starts
+ * the same (RFC 6008 §4), so a reader can tell which signature a result is for. Signatures with the same
+ * b= (as far as it was kept) cannot be told apart and do not lengthen each other. Sorted, so each value
+ * is compared with its two neighbours only: linear in the signatures, not quadratic.
+ */
+function uniqueHeaderBs(verdicts: readonly SignatureVerdict[]): (string | null)[] {
+  const full = verdicts.map((v) => v.bPrefix ?? null);
+  const distinct = [...new Set(full.filter((b): b is string => b !== null && b !== ''))].sort();
+  const length = new Map<string, number>();
+  distinct.forEach((b, k) => {
+    const shared = Math.max(k > 0 ? commonPrefixLength(b, distinct[k - 1]!) : 0, k + 1 < distinct.length ? commonPrefixLength(b, distinct[k + 1]!) : 0);
+    length.set(b, Math.max(8, shared + 1));
+  });
+  return verdicts.map((v, i) => {
+    const b = full[i];
+    return b ? b.slice(0, length.get(b)) : v.headerB;
+  });
+}
+
+function commonPrefixLength(a: string, b: string): number {
+  let n = 0;
+  while (n < a.length && n < b.length && a.charCodeAt(n) === b.charCodeAt(n)) n++;
+  return n;
+}
+
 /** The resinfo words of one verdict: "dkim=pass", a comment, then the header.* properties. */
-function resinfoWords(v: SignatureVerdict): string[] {
+function resinfoWords(v: SignatureVerdict, headerB: string | null): string[] {
   const words = [`dkim=${v.result}`];
   const notes: string[] = [];
   if (v.reason) notes.push(PHRASE_BY_REASON[v.reason]);
@@ -45,7 +71,7 @@ function resinfoWords(v: SignatureVerdict): string[] {
   property('header.i', v.identity, formatAddressValue);
   property('header.s', v.selector, formatValue);
   property('header.a', v.algorithm, formatValue);
-  property('header.b', v.headerB, formatValue);
+  property('header.b', headerB, formatValue);
   return words;
 }
 
@@ -62,7 +88,8 @@ export function formatAuthResults(authservId: string, verdicts: readonly Signatu
   // make our field (and the message we relay) grow with them (reliability.md invariant 6).
   const skipped = verdicts.filter((v) => v.reason === 'not_evaluated').length;
   const listed = skipped > 1 ? verdicts.filter((v) => v.reason !== 'not_evaluated') : verdicts;
-  const resinfos = verdicts.length === 0 ? [['dkim=none']] : listed.map(resinfoWords);
+  const headerBs = uniqueHeaderBs(listed);
+  const resinfos = verdicts.length === 0 ? [['dkim=none']] : listed.map((v, i) => resinfoWords(v, headerBs[i] ?? null));
   if (skipped > 1) resinfos.push(['dkim=neutral', formatComment(`${skipped} signatures beyond max_signatures, not evaluated`)]);
   const head = `Authentication-Results: ${formatValue(authservId)}`;
   const unfolded = `${head}; ${resinfos.map((r) => r.join(' ')).join('; ')}`;

@@ -45,6 +45,8 @@ export interface SignatureLabels {
   algorithm: string | null;
   canonicalization: string | null;
   headerB: string | null;
+  /** The start of b= (FWS removed, at most B_PREFIX_CHARS), to tell signatures apart in header.b (RFC 6008 §4). */
+  bPrefix: string | null;
 }
 
 export type SignatureParse =
@@ -197,9 +199,12 @@ function signedHeadersOf(text: string): readonly string[] | Refusal {
   return parsed;
 }
 
+/** Characters of b= kept for header.b: as many as an Authentication-Results value may have (format-auth-results.ts). */
+export const B_PREFIX_CHARS = 255;
+
 /** Parses the value of one DKIM-Signature field (everything after the colon). */
 export function parseSignature(value: string): SignatureParse {
-  const labels: SignatureLabels = { domain: null, selector: null, identity: null, algorithm: null, canonicalization: null, headerB: null };
+  const labels: SignatureLabels = { domain: null, selector: null, identity: null, algorithm: null, canonicalization: null, headerB: null, bPrefix: null };
   const error = (reason: VerifyReason, detail: string): SignatureParse => ({ kind: 'error', reason, detail, labels });
   if (value.length > MAX_SIGNATURE_FIELD_BYTES) return error('header_too_large', `signature field of ${value.length} bytes`);
   const parsed = new SignatureTags();
@@ -218,7 +223,10 @@ export function parseSignature(value: string): SignatureParse {
   const b = tags[B];
   // b= is the longest value: its base64 is checked once, for the label and for decoding.
   const bIsBase64 = b !== undefined && isFoldedBase64(b);
-  if (bIsBase64) labels.headerB = unfoldedPrefix(b, 8);
+  if (bIsBase64) {
+    labels.bPrefix = unfoldedPrefix(b, B_PREFIX_CHARS);
+    labels.headerB = labels.bPrefix.slice(0, 8);
+  }
 
   for (const [slot, tag] of REQUIRED) {
     if (tags[slot] === undefined) return error('missing_tag', `signature has no ${tag}= tag`);

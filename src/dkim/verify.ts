@@ -37,6 +37,8 @@ export interface SignatureVerdict {
   canonicalization: string | null;
   keyBits: number | null;
   headerB: string | null;
+  /** The start of b= (see SignatureLabels), for a header.b longer than 8 characters where needed. */
+  bPrefix?: string | null;
   /** The key record has t=y. */
   testing: boolean;
 }
@@ -77,11 +79,12 @@ function verdict(labels: SignatureLabels, reason: VerifyReason | null, detail: s
     canonicalization: labels.canonicalization,
     keyBits: key === null ? null : key.keyBits,
     headerB: labels.headerB,
+    bPrefix: labels.bPrefix,
     testing: key === null ? false : key.testing,
   };
 }
 
-const NO_LABELS: SignatureLabels = { domain: null, selector: null, identity: null, algorithm: null, canonicalization: null, headerB: null };
+const NO_LABELS: SignatureLabels = { domain: null, selector: null, identity: null, algorithm: null, canonicalization: null, headerB: null, bPrefix: null };
 
 /** Steps (1)–(6) of interface.md §2 for every DKIM-Signature field, top first. */
 export function planVerification(framed: FramedMessage, opts: VerifyOptions): VerificationPlan {

@@ -392,3 +392,39 @@ describe('signatures beyond max_signatures', () => {
     expect(Buffer.byteLength(field)).toBeLessThanOrEqual(maxAuthResultsBytes('mx.example.net', 5));
   });
 });
+
+describe('header.b (RFC 6008 §4)', () => {
+  const shared = 'AbCdEfGhIjKl';
+  const b1 = `${shared}1mnopQRST+/=`;
+  const b2 = `${shared}2mnopQRST+/=`;
+
+  it('is longer than 8 characters where two signatures share them, so each result names its signature', () => {
+    const verdicts = [
+      verdict({ headerB: b1.slice(0, 8), bPrefix: b1 }),
+      verdict({ result: 'fail', reason: 'signature_mismatch', headerB: b2.slice(0, 8), bPrefix: b2 }),
+      verdict({ domain: 'other.example', headerB: 'ZZZZzzzz', bPrefix: 'ZZZZzzzzYYYY' }),
+    ];
+    const [parsed] = authresParse([formatAuthResults('mx.example.net', verdicts).field]);
+    const headerB = parsed!.results!.map((r) => r.props.find(([name]) => name === 'header.b')?.[1]);
+    expect(headerB).toEqual([`${shared}1`, `${shared}2`, 'ZZZZzzzz']);
+  });
+
+  it('stays at 8 characters for signatures whose b= is the same (nothing more can tell them apart)', () => {
+    const verdicts = [verdict({ headerB: b1.slice(0, 8), bPrefix: b1 }), verdict({ result: 'fail', reason: 'signature_mismatch', headerB: b1.slice(0, 8), bPrefix: b1 })];
+    expect(formatAuthResults('mx.example.net', verdicts).unfolded.match(/header\.b=[^;\s]+/g)).toEqual([`header.b=${shared.slice(0, 8)}`, `header.b=${shared.slice(0, 8)}`]);
+  });
+
+  it('tells apart a verified signature and a copy with a b= altered after its 8th character', async () => {
+    const key = rsaKey(2048);
+    const signed = await sign(BASIC_MESSAGE, key);
+    const field = signed.toString('latin1').match(/^DKIM-Signature:[^]*?\r\n(?![ \t])/)![0];
+    const b = field.match(/ b=([^;]*)$/)![1]!.replace(/\s/g, '');
+    const copy = field.replace(/ b=[^;]*$/, ` b=${b.slice(0, 20)}${b[20] === 'A' ? 'B' : 'A'}${b.slice(21)}\r\n`);
+    const report = await verifyMessage(Buffer.concat([Buffer.from(copy, 'latin1'), signed]), { lookupTxt: tableLookup({ 's1._domainkey.example.com': key.record }), nowSec: NOW });
+    expect(report.signatures.map((s) => s.result)).toEqual(['fail', 'pass']);
+    const [parsed] = authresParse([formatAuthResults('mx.example.net', report.signatures).field]);
+    const headerB = parsed!.results!.map((r) => r.props.find(([name]) => name === 'header.b')?.[1]);
+    expect(headerB).toEqual([expect.stringMatching(/^.{21}$/), b.slice(0, 21)]);
+    expect(headerB[0]).not.toBe(headerB[1]);
+  });
+});
