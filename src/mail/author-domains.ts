@@ -54,10 +54,14 @@ export function mailboxAddresses(value: string): string[] {
   return specs;
 }
 
-/** The domain of an addr-spec, lower-cased, without brackets' content (address literals give null). */
+/**
+ * The domain of an addr-spec, ASCII letters lower-cased, without brackets' content (address literals give null).
+ * Only ASCII: the text holds header bytes as latin1 characters, and lower-casing "Ã" (0xC3, the lead byte
+ * of UTF-8 "ä") would make a UTF-8 domain (RFC 6532) undecodable.
+ */
 export function addressDomain(addrSpec: string): string | null {
   const at = addrSpec.lastIndexOf('@');
-  const domain = addrSpec.slice(at + 1).trim().toLowerCase().replace(/\.$/, '');
+  const domain = addrSpec.slice(at + 1).trim().replace(/[A-Z]+/g, (s) => s.toLowerCase()).replace(/\.$/, '');
   if (domain === '' || domain.startsWith('[') || /[\s<>]/.test(domain)) return null;
   return domain;
 }

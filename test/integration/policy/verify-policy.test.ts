@@ -24,6 +24,7 @@ beforeAll(async () => {
       'sel._domainkey.other.test': key.record,
       'sel._domainkey.test': key.record,
       'tst._domainkey.bank.test': `${key.record}; t=y`,
+      'sel._domainkey.xn--bnk-qla.test': key.record,
     },
     servfail: ['down._domainkey.bank.test'],
   });
@@ -70,6 +71,25 @@ describe('policy.require holds every author of a From field (RFC 5322 §3.6.2)',
   it('relays when the required author signed, though another author did not', async () => {
     const g = await gate();
     const r = await sendMail(g.port, { from: 'x@other.test', data: await signedBy(withFrom('a@other.test, b@bank.test'), 'bank.test') });
+    expect(r.final[0]?.code).toBe(250);
+  });
+});
+
+describe('an internationalized author domain (RFC 6532 From, rule and d= in A-labels)', () => {
+  // bänk.test: the config turns a rule's U-labels into A-labels (xn--bnk-qla.test); the From field holds UTF-8.
+  const IDN_RULE = [{ domain: 'xn--bnk-qla.test', aligned: true }];
+  const fromUtf8 = (address: string) => Buffer.from(BASIC_MESSAGE.toString('utf8').replace(/^From: .*$/m, `From: ${address}`), 'utf8');
+
+  it.each([['bänk.test'], ['BÄNK.test'], ['xn--bnk-qla.test']])('rejects unsigned mail from ceo@%s', async (domain) => {
+    const g = await gate({ require: IDN_RULE });
+    const r = await sendMail(g.port, { from: 'x@other.test', mailParams: 'SMTPUTF8', data: fromUtf8(`Ceo <ceo@${domain}>`) });
+    expect(r.final[0]?.text).toMatch(/^550 5\.7\.20 /);
+    expect(g.nextHop.received).toHaveLength(0);
+  });
+
+  it('relays mail from ceo@bänk.test signed with d=xn--bnk-qla.test (aligned)', async () => {
+    const g = await gate({ require: IDN_RULE });
+    const r = await sendMail(g.port, { from: 'x@other.test', mailParams: 'SMTPUTF8', data: await signedBy(fromUtf8('ceo@bänk.test'), 'xn--bnk-qla.test') });
     expect(r.final[0]?.code).toBe(250);
   });
 });

@@ -140,3 +140,31 @@ describe('isAligned', () => {
     expect(isAligned(d, author)).toBe(expected);
   });
 });
+
+describe('internationalized author domains (RFC 6532)', () => {
+  // The pipeline passes header text with each byte one character (latin1); rule domains are A-labels.
+  const headerText = (domain: string) => Buffer.from(domain, 'utf8').toString('latin1');
+  const idnRule = policy({ require: [{ domain: 'xn--bnk-qla.test', aligned: true }] });
+
+  it.each([
+    ['UTF-8 bytes of the U-labels', headerText('bänk.test')],
+    ['UTF-8 bytes of upper-case U-labels', headerText('BÄNK.Test.')],
+    ['a Unicode string', 'bänk.test'],
+    ['latin1 bytes (not UTF-8), read as the characters they are', 'b\xe4nk.test'],
+  ])('holds a From domain given as %s to the rule for its A-labels', (_name, from) => {
+    expect(applyVerifyPolicy([], [from], idnRule)).toMatchObject({ kind: 'reject', status: 'no_passing', domain: 'xn--bnk-qla.test' });
+    expect(applyVerifyPolicy([verdict('pass', 'xn--bnk-qla.test')], [from], idnRule)).toEqual({ kind: 'accept' });
+  });
+
+  it('aligns d= in A-labels with the From domain in U-labels, and a parent with a subdomain in U-labels', () => {
+    expect(isAligned('xn--bnk-qla.test', headerText('bänk.test'))).toBe(true);
+    expect(isAligned('xn--bnk-qla.test', headerText('post.bänk.test'))).toBe(true);
+    expect(isAligned('bank.test', headerText('bänk.test'))).toBe(false);
+  });
+
+  it('matches no rule, and never throws, for bytes that are not UTF-8 or not a domain', () => {
+    for (const from of ['\xff\xfe.test', headerText('a\u00ad\u200b.test'), headerText('☃☃☃'.repeat(30))]) {
+      expect(applyVerifyPolicy([], [from], idnRule)).toEqual({ kind: 'accept' });
+    }
+  });
+});
