@@ -91,7 +91,11 @@ export async function finishMessage(prepared: PreparedMessage, framed: FramedMes
   if (decision.kind === 'refuse') return { kind: 'refuse', reason: decision.reason };
   if (decision.kind === 'sign') {
     const started = performance.now();
-    const outcome = signFramed(framed, bodies, decision.signers.map((e) => e.signer), ctx.nowSec());
+    // Sign the header as it will be relayed: without the fields we remove (a headerlist may name
+    // Authentication-Results), else the signature covers bytes the next hop never sees (invariant 3).
+    const removed = new Set(remove);
+    const relayed = remove.length === 0 ? framed : { ...framed, fields: framed.fields.filter((f) => !removed.has(f)) };
+    const outcome = signFramed(relayed, bodies, decision.signers.map((e) => e.signer), ctx.nowSec());
     const signMs = performance.now() - started;
     // Fail closed: mail that should be signed is never relayed unsigned (reliability.md invariant 8).
     if (outcome.kind === 'error') return { kind: 'tempfail', cause: 'signing', detail: outcome.reason, verdicts: null, verifyMs: 0 };

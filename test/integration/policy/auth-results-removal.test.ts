@@ -6,7 +6,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config/config.js';
 import { defaultConfig } from '../../../src/config/defaults.js';
 import { authresParse } from '../../helpers/authres.js';
-import { BASIC_MESSAGE } from '../../helpers/dkim-test-kit.js';
+import { verifyMessage } from '../../../src/dkim/verify.js';
+import { BASIC_MESSAGE, tableLookup } from '../../helpers/dkim-test-kit.js';
 import { AUTHSERV, Harness, headerOf, SIGN_DOMAIN } from '../../helpers/daemon-harness.js';
 import { startDnsServer, type RunningDnsServer } from '../../helpers/dns-server.js';
 import { sendMail } from '../../helpers/raw-smtp-client.js';
@@ -86,5 +87,25 @@ describe('Authentication-Results fields with our authserv-id', () => {
     const base = defaultConfig();
     const header = await relayedHeader({ relayHosts: [], policy: { ...base.policy, require: [{ domain: 'outside.test', aligned: true }], dryRun: true } }, 'carol@outside.test');
     expectOnlyOthersKept(header);
+  });
+});
+
+describe('a headerlist that signs Authentication-Results', () => {
+  it('signs the header as relayed, without the fields it removes, so the signature verifies downstream', async () => {
+    const base = harness.config({}, dns.server);
+    const g = await gate({ sign: { ...base.sign, headerlist: 'From:Subject:Date:Authentication-Results' } });
+    const r = await sendMail(g.port, { from: `alice@${SIGN_DOMAIN}`, data: withFields(`alice@${SIGN_DOMAIN}`) });
+    expect(r.final[0]?.code).toBe(250);
+    const relayed = g.nextHop.messages[0]!.data;
+    expect(headerOf(relayed)).not.toContain('forged.test');
+    const keys = harness.keys!;
+    const report = await verifyMessage(relayed, {
+      lookupTxt: tableLookup({ [`rsa1._domainkey.${SIGN_DOMAIN}`]: keys.rsa.record, [`ed1._domainkey.${SIGN_DOMAIN}`]: keys.ed.record }),
+      nowSec: Math.floor(Date.now() / 1000),
+    });
+    expect(report.signatures.map((s) => [s.selector, s.result])).toEqual([
+      ['rsa1', 'pass'],
+      ['ed1', 'pass'],
+    ]);
   });
 });
