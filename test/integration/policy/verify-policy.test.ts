@@ -130,9 +130,9 @@ describe('which RFC 7372 code', () => {
     expect((await messageLine(g)).outcome).toBe('deferred: dns');
   });
 
-  it('leaves mail with no From domain, and mail of other domains, alone', async () => {
+  it('leaves mail with no From domain, and mail of other domains (a subdomain too: a rule is for its domain only), alone', async () => {
     const g = await gate({});
-    for (const from of ['undisclosed-recipients:;', 'a@other.test']) {
+    for (const from of ['undisclosed-recipients:;', 'a@other.test', 'a@alerts.bank.test', 'a@[192.0.2.1]']) {
       const r = await sendMail(g.port, { from: 'x@other.test', data: withFrom(from) });
       expect(r.final[0]?.code).toBe(250);
     }
