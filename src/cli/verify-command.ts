@@ -1,6 +1,7 @@
 // `dkimgate verify`: verifies one message and prints it with our Authentication-Results, or JSON.
 // Touches: the configuration (for dns, verify and authserv_id), the message file or stdin, DNS (or zone files); writes stdout.
 
+import { isUtf8 } from 'node:buffer';
 import { parseArgs } from 'node:util';
 import { formatAuthResults } from '../auth-results/format-auth-results.js';
 import { MAX_SIGNATURES_LIMIT } from '../config/schema.js';
@@ -42,6 +43,13 @@ function positiveInt(flag: string, value: string | undefined, fallback: number, 
     throw new UsageError(`--${flag} ${value}: expected a whole number from 1 to ${max}`);
   }
   return Number(value);
+}
+
+/** Header bytes held one per character (latin1) as text: decoded as UTF-8 when they are that (RFC 6532). */
+function headerText(value: string): string {
+  if (!/[^\x00-\x7f]/.test(value)) return value;
+  const bytes = Buffer.from(value, 'latin1');
+  return isUtf8(bytes) ? bytes.toString('utf8') : value;
 }
 
 export const runVerify: CommandRunner = async (argv, io) => {
@@ -93,7 +101,7 @@ export const runVerify: CommandRunner = async (argv, io) => {
       detail: s.detail,
       domain: s.domain,
       selector: s.selector,
-      identity: s.identity,
+      identity: s.identity === null ? null : headerText(s.identity),
       algorithm: s.algorithm,
       canonicalization: s.canonicalization,
       keyBits: s.keyBits,
