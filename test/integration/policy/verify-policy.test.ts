@@ -139,6 +139,17 @@ describe('which RFC 7372 code', () => {
   });
 });
 
+describe('on_temperror: tempfail', () => {
+  it('with on_temperror: tempfail, defers a DNS failure only when no signature passed', async () => {
+    const g = await gate({ onTemperror: 'tempfail', require: [] });
+    const down = await signedBy(withFrom('a@bank.test'), 'bank.test', 'down');
+    expect((await sendMail(g.port, { from: 'x@other.test', data: down })).final[0]?.text).toMatch(/^451 4\.7\.5 /);
+    expect((await sendMail(g.port, { from: 'x@other.test', data: await signedBy(down, 'other.test') })).final[0]?.code).toBe(250);
+    const [parsed] = authresParse([firstField(g.nextHop.messages[0]!.data)]);
+    expect(parsed!.results!.map((x) => x.result)).toEqual(['pass', 'temperror']);
+  });
+});
+
 describe('dry_run', () => {
   it('relays what it would reject, with our field, and logs the would-be status', async () => {
     const g = await gate({ dryRun: true });
