@@ -1,10 +1,9 @@
 // The verify policy (interface.md §3 `policy`): accept, reject (RFC 7372 5.7.20/21/22) or tempfail a verified message.
 // Pure; input: verdicts from the verifier and From domains parsed from untrusted headers.
 
-import { isUtf8 } from 'node:buffer';
-import { domainToASCII } from 'node:url';
 import type { PolicyConfig } from '../config/config.js';
 import type { SignatureVerdict } from '../dkim/verify.js';
+import { normalizeDomainName as normalizeDomain } from './domain-name.js';
 
 /** RFC 7372 §3.1: 5.7.20 no passing, 5.7.21 none acceptable, 5.7.22 none author-aligned. */
 export type RequireFailure = 'no_passing' | 'none_acceptable' | 'not_aligned';
@@ -86,25 +85,3 @@ export function isAligned(signingDomain: string | null, authorDomain: string): b
   if (d === author) return true;
   return d.includes('.') && author.endsWith(`.${d}`);
 }
-
-/**
- * Lower case, no trailing dot, A-labels: rule domains are A-labels (the config converts them), and an
- * internationalized From (RFC 6532) names the same domain in U-labels, read from the header as UTF-8
- * bytes held one per character (latin1); bytes that are not UTF-8 are read as the latin1 characters they
- * are. A name IDNA cannot convert stays as it is, and so matches no rule and aligns with no d= (ASCII).
- */
-function normalizeDomain(text: string): string {
-  let domain = text.trim();
-  if (/[^\x00-\x7f]/.test(domain)) domain = toALabels(domain);
-  domain = domain.toLowerCase();
-  return domain.endsWith('.') ? domain.slice(0, -1) : domain;
-}
-
-function toALabels(domain: string): string {
-  // Header bytes as latin1 characters: decode them as UTF-8 when they are that (else the text is already Unicode).
-  const bytes = /^[\x00-\xff]*$/.test(domain) ? Buffer.from(domain, 'latin1') : null;
-  const unicode = bytes !== null && isUtf8(bytes) ? bytes.toString('utf8') : domain;
-  const ascii = domainToASCII(unicode);
-  return ascii === '' ? domain : ascii;
-}
-

@@ -1,10 +1,10 @@
 // The sign decision for one message: sign (with which keys), verify, or refuse — with a short reason for the log line.
 // Pure; input: the client identity (trusted as far as client-identity.ts says), From domains parsed from untrusted headers.
 
-import { domainToASCII } from 'node:url';
 import type { Cidr } from '../config/address-syntax.js';
 import type { SignCondition } from '../config/config.js';
 import { longestMatch, matchCidrs, type ClientIdentity } from './client-identity.js';
+import { normalizeDomainName } from './domain-name.js';
 
 /** What the decision needs to know about one configured key (the key store's entries have these fields). */
 export interface SigningCandidate {
@@ -128,10 +128,8 @@ export function isAllowed(domain: string, allowed: readonly string[]): boolean {
   return false;
 }
 
-/** Lower case, A-labels, no trailing dot; null for an empty or unconvertible name. */
+/** Lower case, A-labels (also from a UTF-8 From), no trailing dot; null for an empty name. */
 function normalizeDomain(text: string): string | null {
-  let domain = text.trim().toLowerCase();
-  if (domain.endsWith('.')) domain = domain.slice(0, -1);
-  if (/[^\x00-\x7f]/.test(domain)) domain = domainToASCII(domain);
+  const domain = normalizeDomainName(text);
   return domain === '' ? null : domain;
 }

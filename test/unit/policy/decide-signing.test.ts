@@ -194,3 +194,23 @@ describe('isAllowed', () => {
     expect(isAllowed(domain, allowed)).toBe(expected);
   });
 });
+
+describe('an internationalized From domain (RFC 6532: UTF-8 bytes, one per character)', () => {
+  const headerText = (domain: string) => Buffer.from(domain, 'utf8').toString('latin1');
+  const idnSelectors = new Map<string, Entry[]>([...SELECTORS, ['xn--bnk-qla.test', [entry('xn--bnk-qla.test', 's1')]]]);
+
+  it.each([['bänk.test'], ['BÄNK.test.']])('finds the key configured under the A-labels of %s', (domain) => {
+    expect(decide({ fromDomains: [headerText(domain)], selectorsByDomain: idnSelectors })).toMatchObject({ kind: 'sign', domain: 'xn--bnk-qla.test' });
+  });
+
+  it('refuses a limited user naming the domain anywhere in From, and lets one allowed it in U-labels sign', () => {
+    const byUser = new Map([['alice', ['example.com']], ['erin', ['bänk.test']]]);
+    const authors = ['example.com', headerText('bänk.test')];
+    expect(decide({ client: alice, allAuthorDomains: authors, selectorsByDomain: idnSelectors, allowedDomains: { byUser } })).toEqual({
+      kind: 'refuse',
+      reason: 'user alice may not sign for xn--bnk-qla.test',
+    });
+    const erin: ClientIdentity = { ...alice, authUser: 'erin' };
+    expect(decide({ client: erin, fromDomains: [headerText('bänk.test')], selectorsByDomain: idnSelectors, allowedDomains: { byUser } }).kind).toBe('sign');
+  });
+});
