@@ -1,7 +1,7 @@
 // The verify policy (interface.md §3 `policy`): accept, reject (RFC 7372 5.7.20/21/22) or tempfail a verified message.
 // Pure; input: verdicts from the verifier and From domains parsed from untrusted headers.
 
-import type { PolicyConfig } from '../config/config.js';
+import type { PolicyConfig, RequireRule } from '../config/config.js';
 import type { SignatureVerdict } from '../dkim/verify.js';
 import { normalizeDomainName as normalizeDomain } from './domain-name.js';
 
@@ -49,12 +49,13 @@ type VerdictFacts = Pick<SignatureVerdict, 'result' | 'domain' | 'testing'>;
  */
 export function applyVerifyPolicy(verdicts: readonly VerdictFacts[], fromDomains: readonly string[], policy: PolicyConfig): PolicyDecision {
   const dryRun = policy.dryRun;
+  const rules = rulesByDomain(policy);
   const seen = new Set<string>();
   for (const raw of fromDomains) {
     const author = normalizeDomain(raw);
     if (author === '' || seen.has(author)) continue;
     seen.add(author);
-    const rule = policy.require.find((r) => normalizeDomain(r.domain) === author);
+    const rule = rules.get(author);
     if (rule === undefined) continue;
     const counts = (v: VerdictFacts) => !rule.aligned || isAligned(v.domain, author);
     const acceptable = verdicts.filter((v) => v.result === 'pass' && !v.testing);
@@ -74,6 +75,24 @@ export function applyVerifyPolicy(verdicts: readonly VerdictFacts[], fromDomains
     return { kind: 'tempfail', dryRun, reason: 'temporary DNS failure and no passing signature' };
   }
   return { kind: 'accept' };
+}
+
+// A From may name a thousand authors: one lookup each, not a pass over every rule (built once per config).
+const RULES_BY_DOMAIN = new WeakMap<PolicyConfig, ReadonlyMap<string, RequireRule>>();
+
+function rulesByDomain(policy: PolicyConfig): ReadonlyMap<string, RequireRule> {
+  let rules = RULES_BY_DOMAIN.get(policy);
+  if (rules === undefined) {
+    const built = new Map<string, RequireRule>();
+    // the first rule for a domain decides, as a search in order would
+    for (const rule of policy.require) {
+      const domain = normalizeDomain(rule.domain);
+      if (!built.has(domain)) built.set(domain, rule);
+    }
+    rules = built;
+    RULES_BY_DOMAIN.set(policy, rules);
+  }
+  return rules;
 }
 
 /** Whether d= is the author domain or a parent of it with at least two labels (case-insensitive). */
