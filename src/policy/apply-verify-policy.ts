@@ -43,7 +43,8 @@ type VerdictFacts = Pick<SignatureVerdict, 'result' | 'domain' | 'testing'>;
  *   5.7.22 when acceptable signatures exist but none is aligned; 5.7.20 when nothing passed and no
  *   signature had a `policy` result; else 5.7.21. A failure that a temperror signature might have
  *   satisfied (any d= without `aligned`, an aligned d= with it) is a tempfail instead, whatever
- *   `on_temperror` says: a DNS outage must not bounce mail that a retry would deliver.
+ *   `on_temperror` says: a DNS outage must not bounce mail that a retry would deliver. But a rejection
+ *   that another author's rule earns regardless of DNS comes first: a retry would only bounce later.
  * Then `on_temperror: tempfail`: tempfail when any signature is temperror and none passes.
  * `dry_run` marks reject and tempfail decisions dryRun: the caller logs and counts them, and relays.
  */
@@ -51,6 +52,8 @@ export function applyVerifyPolicy(verdicts: readonly VerdictFacts[], fromDomains
   const dryRun = policy.dryRun;
   const rules = rulesByDomain(policy);
   const seen = new Set<string>();
+  // A rejection another author earns whatever DNS says wins over a tempfail: a retry would only be rejected later.
+  let tempfail: PolicyDecision | null = null;
   for (const raw of fromDomains) {
     const author = normalizeDomain(raw);
     if (author === '' || seen.has(author)) continue;
@@ -61,7 +64,8 @@ export function applyVerifyPolicy(verdicts: readonly VerdictFacts[], fromDomains
     const acceptable = verdicts.filter((v) => v.result === 'pass' && !v.testing);
     if (acceptable.some(counts)) continue;
     if (verdicts.some((v) => v.result === 'temperror' && counts(v))) {
-      return { kind: 'tempfail', dryRun, reason: `temporary DNS failure verifying a signature ${author} requires` };
+      tempfail ??= { kind: 'tempfail', dryRun, reason: `temporary DNS failure verifying a signature ${author} requires` };
+      continue;
     }
     if (acceptable.length > 0) {
       return { kind: 'reject', status: 'not_aligned', domain: author, dryRun, reason: `no signature aligned with ${author}` };
@@ -71,6 +75,7 @@ export function applyVerifyPolicy(verdicts: readonly VerdictFacts[], fromDomains
     }
     return { kind: 'reject', status: 'none_acceptable', domain: author, dryRun, reason: `no acceptable signature for ${author}` };
   }
+  if (tempfail !== null) return tempfail;
   if (policy.onTemperror === 'tempfail' && verdicts.some((v) => v.result === 'temperror') && !verdicts.some((v) => v.result === 'pass')) {
     return { kind: 'tempfail', dryRun, reason: 'temporary DNS failure and no passing signature' };
   }

@@ -191,3 +191,20 @@ describe('cost', () => {
     expect(many / Math.max(few, 0.05)).toBeLessThan(4);
   });
 });
+
+describe('several required authors', () => {
+  const two = policy({ require: [{ domain: 'example.bank', aligned: true }, { domain: 'other.bank', aligned: true }] });
+
+  it.each([
+    ['after', ['example.bank', 'other.bank']],
+    ['before', ['other.bank', 'example.bank']],
+  ])('rejects for an author no DNS answer could satisfy, named %s one a retry might satisfy, rather than deferring', (_order, from) => {
+    // example.bank's own signature hit a temperror; other.bank has no signature at all
+    expect(applyVerifyPolicy([verdict('temperror', 'example.bank')], from, two)).toMatchObject({ kind: 'reject', status: 'no_passing', domain: 'other.bank' });
+  });
+
+  it('defers when every failing author might still be satisfied by a retry', () => {
+    const verdicts = [verdict('temperror', 'example.bank'), verdict('pass', 'other.bank')];
+    expect(applyVerifyPolicy(verdicts, ['example.bank', 'other.bank'], two)).toMatchObject({ kind: 'tempfail' });
+  });
+});
