@@ -4,7 +4,7 @@
 import { isUtf8 } from 'node:buffer';
 import { parseArgs } from 'node:util';
 import { formatAuthResults } from '../auth-results/format-auth-results.js';
-import { MAX_SIGNATURES_LIMIT } from '../config/schema.js';
+import { MAX_AUTHSERV_ID_CHARS, MAX_SIGNATURES_LIMIT } from '../config/schema.js';
 import { PHRASE_BY_REASON } from '../dkim/results.js';
 import { MAX_RSA_KEY_BITS } from '../dkim/key-record.js';
 import { verifyMessage } from '../dkim/verify.js';
@@ -77,6 +77,7 @@ export const runVerify: CommandRunner = async (argv, io) => {
   const { config } = await loadCliConfig(values.config);
   const authservId = values['authserv-id'] ?? config.authservId;
   if (!/^[\x21-\x7e]+$/.test(authservId)) throw new UsageError(`--authserv-id ${authservId}: must be printable ASCII without spaces`);
+  if (authservId.length > MAX_AUTHSERV_ID_CHARS) throw new UsageError(`--authserv-id: ${authservId.length} characters; at most ${MAX_AUTHSERV_ID_CHARS} (a host name)`);
   const nowSec = parseNow(values.now);
   const v = config.verify;
   const lookupTxt = await createCliLookup(config.dns, { servers: values['dns-server'], zones: values['dns-zone'] });

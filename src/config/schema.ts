@@ -15,6 +15,9 @@ import {
 } from './dkim-syntax.js';
 import type { ListNode, ObjectNode, SchemaNode, StringNode } from './schema-node.js';
 
+/** A host name (RFC 1035: 253 characters, 254 with a final dot) fits. */
+export const MAX_AUTHSERV_ID_CHARS = 255;
+
 const text = (description: string, extra: Omit<StringNode, 'kind'> = {}): StringNode => ({
   kind: 'string',
   description,
@@ -180,8 +183,13 @@ export const CONFIG_SCHEMA: ObjectNode = {
     authserv_id: text('authserv-id of our Authentication-Results fields (RFC 8601). Default: the host name.', {
       numbersAsText: true,
       check: (value) =>
-        // RFC 2045 token: no spaces, controls or tspecials.
-        /^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+$/.test(value) ? null : `"${value}" is not a valid authserv-id; use a host name such as mx.example.net`,
+        // RFC 2045 token: no spaces, controls or tspecials; at most a host name's length, so our field's
+        // first line stays far below the 998 characters a header line may have (RFC 5322 §2.1.1).
+        value.length > MAX_AUTHSERV_ID_CHARS
+          ? `is ${value.length} characters long: an authserv-id is a host name, at most ${MAX_AUTHSERV_ID_CHARS} characters`
+          : /^[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+$/.test(value)
+            ? null
+            : `"${value}" is not a valid authserv-id; use a host name such as mx.example.net`,
     }),
     listen: { kind: 'list', minItems: 1, item: LISTENER, description: 'One or more listeners.' },
     next_hop: {
