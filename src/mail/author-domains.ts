@@ -4,9 +4,6 @@
 
 import { fieldValue, type FramedMessage } from './header-fields.js';
 
-/** At most this many characters of a From value are read (a real one is far shorter). */
-const MAX_FROM_CHARS = 8192;
-
 /** The addr-spec of the first mailbox in a From value (see mailboxAddresses). */
 export function firstAddress(value: string): string | null {
   return mailboxAddresses(value)[0] ?? null;
@@ -17,10 +14,18 @@ export function firstAddress(value: string): string | null {
  * else the bare word with an "@". Comments "(...)" (nested) and quoted strings are skipped.
  */
 export function mailboxAddresses(value: string): string[] {
-  let plain = '';
+  // The whole value, however long (limits.max_header_size bounds it): an author named past a cut would
+  // escape policy.require and a user's domain limit. One pass; text outside quotes and comments is kept
+  // as slices, not a character at a time (a megabyte of From stays linear).
+  const text = value;
+  const kept: string[] = [];
+  let run = -1; // start of text outside quotes and comments not yet kept
+  const keepRun = (end: number) => {
+    if (run !== -1) kept.push(text.slice(run, end));
+    run = -1;
+  };
   let depth = 0;
   let quoted = false;
-  const text = value.length > MAX_FROM_CHARS ? value.slice(0, MAX_FROM_CHARS) : value;
   for (let i = 0; i < text.length; i++) {
     const c = text[i]!;
     if (c === '\\' && (quoted || depth > 0)) {
@@ -30,7 +35,7 @@ export function mailboxAddresses(value: string): string[] {
     if (quoted) {
       if (c === '"') quoted = false;
       // Keep a placeholder so "a@b"@c is not read as an address inside the quotes.
-      plain += c === '@' ? '_' : c === ',' || c === '<' || c === '>' ? '_' : 'q';
+      kept.push(c === '@' ? '_' : c === ',' || c === '<' || c === '>' ? '_' : 'q');
       continue;
     }
     if (depth > 0) {
@@ -38,10 +43,16 @@ export function mailboxAddresses(value: string): string[] {
       else if (c === ')') depth--;
       continue;
     }
-    if (c === '(') depth++;
-    else if (c === '"') quoted = true;
-    else plain += c;
+    if (c === '(') {
+      keepRun(i);
+      depth++;
+    } else if (c === '"') {
+      keepRun(i);
+      quoted = true;
+    } else if (run === -1) run = i;
   }
+  keepRun(text.length);
+  const plain = kept.join('');
   // The first mailbox: up to a top-level comma (group syntax "name: a@b, c@d;" is read through).
   const afterGroup = plain.includes(':') && plain.indexOf(':') < (plain.indexOf('<') === -1 ? Infinity : plain.indexOf('<')) ? plain.slice(plain.indexOf(':') + 1) : plain;
   const specs: string[] = [];
@@ -81,7 +92,7 @@ export function authorDomains(framed: FramedMessage): (string | null)[] {
   return firstDomains(fromMailboxDomains(framed));
 }
 
-/** The domain of every mailbox of every From field, in header order; mailboxes without a usable domain are left out. */
+/** The domain of every mailbox of every From field, in header order, each once; mailboxes without a usable domain are left out. */
 export function allAuthorDomains(framed: FramedMessage): string[] {
   return everyDomain(fromMailboxDomains(framed));
 }
@@ -91,7 +102,7 @@ export function firstDomains(mailboxes: (string | null)[][]): (string | null)[] 
   return mailboxes.map((domains) => domains[0] ?? null);
 }
 
-/** allAuthorDomains from fromMailboxDomains' result. */
+/** allAuthorDomains from fromMailboxDomains' result (each domain once, where it first appears). */
 export function everyDomain(mailboxes: (string | null)[][]): string[] {
-  return mailboxes.flat().filter((d): d is string => d !== null);
+  return [...new Set(mailboxes.flat().filter((d): d is string => d !== null))];
 }

@@ -62,6 +62,14 @@ describe('policy.require holds every author of a From field (RFC 5322 §3.6.2)',
     expect(g.nextHop.received).toHaveLength(0);
   });
 
+  it('rejects unsigned mail naming the required domain after 10 KB of other authors', async () => {
+    const g = await gate();
+    const others = Array.from({ length: 1000 }, (_, i) => `a${i}@other.test`).join(',\r\n ');
+    const r = await sendMail(g.port, { from: 'x@other.test', data: withFrom(`${others},\r\n ceo@bank.test`) });
+    expect(r.final[0]?.text).toMatch(/^550 5\.7\.20 /);
+    expect(g.nextHop.received).toHaveLength(0);
+  });
+
   it('rejects with 5.7.22 when only the first author signed', async () => {
     const g = await gate();
     const r = await sendMail(g.port, { from: 'x@other.test', data: await signedBy(withFrom('a@other.test, b@bank.test'), 'other.test') });

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { PolicyConfig } from '../../../src/config/config.js';
 import type { DkimResult } from '../../../src/dkim/results.js';
 import type { SignatureVerdict } from '../../../src/dkim/verify.js';
+import { addressDomain, mailboxAddresses } from '../../../src/mail/author-domains.js';
 import { applyVerifyPolicy, isAligned } from '../../../src/policy/apply-verify-policy.js';
 
 function verdict(result: DkimResult, domain: string | null, testing = false): SignatureVerdict {
@@ -181,6 +182,25 @@ describe('cost', () => {
     }
     return best;
   }
+
+  it('reads every author of a From value in time linear in its size (n and 8n characters, up to 1 MB)', () => {
+    const fromValue = (bytes: number) => {
+      const parts: string[] = [];
+      for (let length = 0, i = 0; length < bytes; i++) {
+        const part = i % 3 === 0 ? `"A, (B)" <a@d${i}.test>` : i % 3 === 1 ? `(c) a@d${i}.test` : `a@d${i}.test`;
+        parts.push(part);
+        length += part.length + 4;
+      }
+      return ` ${parts.join(',\r\n ')},\r\n ceo@example.bank`;
+    };
+    const run = (value: string) => applyVerifyPolicy([], mailboxAddresses(value).map((a) => addressDomain(a) ?? ''), policy());
+    const small = fromValue(128 * 1024);
+    const large = fromValue(1024 * 1024);
+    expect(run(large)).toMatchObject({ kind: 'reject', domain: 'example.bank' });
+    const ratio = cpuMs(() => run(large)) / Math.max(cpuMs(() => run(small)), 0.05);
+    // linear is 8, quadratic 64; the slack absorbs a loaded machine (as test/fuzz/linear-time.test.ts)
+    expect(ratio).toBeLessThan(20);
+  });
 
   it('does not grow with authors times rules: a From naming 2,000 domains against 500 or 4,000 rules', () => {
     const authors = Array.from({ length: 2000 }, (_, i) => `author${i}.example`);
