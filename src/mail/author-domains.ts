@@ -13,11 +13,10 @@ export function firstAddress(value: string): string | null {
  * The addr-spec of each mailbox in a From value, in order: inside <...> when there is an angle address,
  * else the bare word with an "@". Comments "(...)" (nested) and quoted strings are skipped.
  */
-export function mailboxAddresses(value: string): string[] {
+export function mailboxAddresses(text: string): string[] {
   // The whole value, however long (limits.max_header_size bounds it): an author named past a cut would
   // escape policy.require and a user's domain limit. One pass; text outside quotes and comments is kept
   // as slices, not a character at a time (a megabyte of From stays linear).
-  const text = value;
   const kept: string[] = [];
   let run = -1; // start of text outside quotes and comments not yet kept
   const keepRun = (end: number) => {
