@@ -1,6 +1,8 @@
 // Counts failed SMTP AUTH attempts per client address in a sliding window, so that password
 // guessing is limited per address and not only per connection (a new connection starts afresh).
-// Pure bookkeeping with a bounded number of tracked addresses; the caller answers 421 4.7.0.
+// Attempts whose password is still being checked count against the allowance too: otherwise one
+// address could open max_clients sessions and have every one of them cost a bcrypt before its first
+// failure was counted. Pure bookkeeping with a bounded number of tracked addresses; the caller answers 421 4.7.0.
 
 export interface AuthThrottleLimits {
   maxFailures: number;
@@ -13,12 +15,32 @@ const MAX_TRACKED = 100_000;
 export class AuthThrottle {
   /** Address -> times (ms) of its failures within the window, oldest first. */
   private readonly failures = new Map<string, number[]>();
+  /** Address -> attempts begun and not yet ended (at most one per session: bounded by max_clients). */
+  private readonly pending = new Map<string, number>();
 
   constructor(private readonly limits: () => AuthThrottleLimits) {}
 
-  /** True when this address used up its failures: refuse before checking any password. */
+  /** True when this address used up its failures (attempts in flight included): refuse before checking any password. */
   blocked(address: string, now = Date.now()): boolean {
-    return this.recent(address, now).length >= this.limits().maxFailures;
+    return this.recent(address, now).length + (this.pending.get(address) ?? 0) >= this.limits().maxFailures;
+  }
+
+  /**
+   * Starts an attempt whose password is about to be checked: false (refuse it, no check) when the address is blocked.
+   * Every attempt begun is ended with end(), whatever its outcome.
+   */
+  begin(address: string, now = Date.now()): boolean {
+    if (this.blocked(address, now)) return false;
+    this.pending.set(address, (this.pending.get(address) ?? 0) + 1);
+    return true;
+  }
+
+  /** Ends an attempt begun with begin(); a failed one is recorded (see fail). */
+  end(address: string, failed: boolean, now = Date.now()): boolean {
+    const left = (this.pending.get(address) ?? 1) - 1;
+    if (left > 0) this.pending.set(address, left);
+    else this.pending.delete(address);
+    return failed ? this.fail(address, now) : false;
   }
 
   /** Records a failure; returns true when this one used up the address's allowance. */

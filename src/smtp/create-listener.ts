@@ -616,12 +616,13 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       const username = auth.username ?? '';
       if (!session.secure && !listener.allowInsecureAuth) return callback(replyError(REPLIES.authNeedsTls));
       const address = peerAddress(session);
-      // Checked before the password: a blocked address costs us no bcrypt work.
-      if (authThrottle.blocked(address)) return callback(replyError(REPLIES.tooManyAuthFailures));
       if (!users || (auth.method !== 'PLAIN' && auth.method !== 'LOGIN')) return callback(replyError(REPLIES.badCredentials));
+      // Checked before the password, counting the address's checks in flight: a blocked address costs us no bcrypt work,
+      // however many sessions it opens at once.
+      if (!authThrottle.begin(address)) return callback(replyError(REPLIES.tooManyAuthFailures));
       void users.verifyPassword(username, auth.password ?? '').then((ok) => {
+        const exhausted = authThrottle.end(address, !ok);
         if (ok) return callback(null, { user: username });
-        const exhausted = authThrottle.fail(address);
         if (exhausted) {
           const l = deps.runtime.get().config.limits;
           deps.logger.warn({ session: session.id, client: address, failures: l.maxAuthFailures, windowSec: l.authFailureWindow }, 'AUTH failure limit reached: refusing AUTH from this address');
@@ -629,6 +630,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         // A failed attempt costs the client a second: brute force gets slow.
         setTimeout(() => callback(replyError(exhausted ? REPLIES.tooManyAuthFailures : REPLIES.badCredentials)), 1000);
       }, (err: unknown) => {
+        authThrottle.end(address, false);
         deps.logger.error({ err, session: session.id }, 'AUTH: the password could not be checked');
         callback(replyError(REPLIES.authUnavailable));
       });

@@ -32,4 +32,21 @@ describe('AuthThrottle', () => {
     max = 2;
     expect(t.blocked('192.0.2.1', 1)).toBe(true);
   });
+
+  it('counts attempts in flight: an address gets at most its allowance of checks at once', () => {
+    const t = new AuthThrottle(limits);
+    expect(t.begin('192.0.2.1', 0)).toBe(true);
+    expect(t.begin('192.0.2.1', 0)).toBe(true);
+    expect(t.begin('192.0.2.1', 0)).toBe(true);
+    expect(t.begin('192.0.2.1', 0)).toBe(false);
+    expect(t.begin('192.0.2.2', 0)).toBe(true);
+    // a success frees its place; failures fill the allowance
+    expect(t.end('192.0.2.1', false, 10)).toBe(false);
+    expect(t.begin('192.0.2.1', 20)).toBe(true);
+    expect(t.end('192.0.2.1', true, 30)).toBe(false);
+    expect(t.end('192.0.2.1', true, 40)).toBe(false);
+    expect(t.end('192.0.2.1', true, 50)).toBe(true);
+    expect(t.begin('192.0.2.1', 60)).toBe(false);
+    expect(t.blocked('192.0.2.1', 60)).toBe(true);
+  });
 });
