@@ -617,6 +617,9 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       if (!session.secure && !listener.allowInsecureAuth) return callback(replyError(REPLIES.authNeedsTls));
       const address = peerAddress(session);
       if (!users || (auth.method !== 'PLAIN' && auth.method !== 'LOGIN')) return callback(replyError(REPLIES.badCredentials));
+      // RFC 4616: a client asking to act as someone else (authzid) is refused; smtp-server would log it in as the authcid.
+      // An authzid alone (authcid empty, as some clients send it) is smtp-server's username and checked as such.
+      if (auth.authzid && auth.authcid && auth.authzid !== auth.authcid) return callback(replyError(REPLIES.authzidRefused));
       // Checked before the password, counting the address's checks in flight: a blocked address costs us no bcrypt work,
       // however many sessions it opens at once.
       if (!authThrottle.begin(address)) return callback(replyError(REPLIES.tooManyAuthFailures));

@@ -82,3 +82,98 @@ describe('AUTH guessing from many sessions of one address at once', () => {
     expect(gate.logs.filter((l) => l.msg === 'AUTH failure limit reached: refusing AUTH from this address')).toHaveLength(1);
   });
 });
+
+describe('AUTH inside a mail transaction', () => {
+  it('is refused with 503 5.5.1 (RFC 4954 §4), and the transaction begun anonymously is not signed; after RSET AUTH works', async () => {
+    const gate = await startTlsGate();
+    const { client, ehlo } = await tlsSession(gate.port);
+    expect((await client.command(`MAIL FROM:<alice@${SIGN_DOMAIN}>`)).code).toBe(250);
+    // it used to answer 235, and the message of the anonymous transaction then went out signed
+    expect((await client.command(`AUTH PLAIN ${plain('', 'alice', PASSWORD)}`)).text).toMatch(/^503 5\.5\.1 /);
+    expect((await client.command('RCPT TO:<bob@example.org>')).code).toBe(250);
+    expect((await client.command('DATA')).code).toBe(354);
+    client.write(MESSAGE);
+    expect((await client.command('.')).code).toBe(250);
+    expect((await client.command('RSET')).code).toBe(250);
+    expect((await client.command(`AUTH PLAIN ${plain('', 'alice', PASSWORD)}`)).code).toBe(235);
+    const signed = await transaction(client, ehlo, { from: `alice@${SIGN_DOMAIN}`, data: MESSAGE });
+    expect(signed.final[0]?.code).toBe(250);
+    await waitFor(() => gate.messageLines().length === 2);
+    expect(headerOf(gate.nextHop.messages[0]!.data)).not.toMatch(/^DKIM-Signature:/m);
+    expect(headerOf(gate.nextHop.messages[1]!.data)).toMatch(/^DKIM-Signature:/m);
+    expect(gate.messageLines().map((l) => [l.authUser ?? null, l.decision])).toEqual([
+      [null, 'verify'],
+      ['alice', 'sign'],
+    ]);
+  });
+});
+
+describe('AUTH PLAIN authorization identity (RFC 4616)', () => {
+  it('refuses an authzid other than the authcid with 535 5.7.8, even with the right password', async () => {
+    const gate = await startTlsGate();
+    const { client } = await tlsSession(gate.port);
+    // it used to log the client in as alice (the authcid), silently ignoring that it asked to be bob
+    expect((await client.command(`AUTH PLAIN ${plain('bob', 'alice', PASSWORD)}`)).text).toMatch(/^535 5\.7\.8 /);
+    // the same identity twice, or the name only in the authzid (some clients send that), log in
+    expect((await client.command(`AUTH PLAIN ${plain('alice', 'alice', PASSWORD)}`)).code).toBe(235);
+    const second = await tlsSession(gate.port);
+    expect((await second.client.command(`AUTH PLAIN ${plain('alice', '', PASSWORD)}`)).code).toBe(235);
+  });
+});
+
+describe('SASL edge cases', () => {
+  it('answers empty passwords, broken base64, "*" and a second AUTH as RFC 4954 says, and keeps the session', async () => {
+    const gate = await startTlsGate();
+    const { client, ehlo } = await tlsSession(gate.port);
+    expect((await client.command(`AUTH PLAIN ${plain('', 'alice', '')}`)).text).toMatch(/^535 5\.7\.8 /);
+    expect((await client.command('AUTH PLAIN !!!!')).text).toMatch(/^501 /);
+    expect((await client.command(`AUTH PLAIN ${'QUFB'.repeat(3000)}`)).text).toMatch(/^501 /);
+    expect((await client.command('AUTH PLAIN')).code).toBe(334);
+    expect((await client.command('*')).text).toMatch(/^501 /);
+    expect((await client.command('AUTH LOGIN')).code).toBe(334);
+    expect((await client.command(Buffer.from('alice').toString('base64'))).code).toBe(334);
+    expect((await client.command('*')).text).toMatch(/^501 /);
+    expect((await client.command('AUTH CRAM-MD5')).text).toMatch(/^504 /);
+    expect((await client.command('AUTH LOGIN')).code).toBe(334);
+    expect((await client.command(Buffer.from('alice').toString('base64'))).code).toBe(334);
+    expect((await client.command(Buffer.from(PASSWORD).toString('base64'))).code).toBe(235);
+    expect((await client.command(`AUTH PLAIN ${plain('', 'bob', PASSWORD)}`)).text).toMatch(/^503 /);
+    // AUTH= on MAIL is not passed on: the next hop must not take our client's word for who sent it
+    const r = await transaction(client, ehlo, { from: `alice@${SIGN_DOMAIN}`, mailParams: 'AUTH=<>', data: MESSAGE });
+    expect(r.final[0]?.code).toBe(250);
+    expect(gate.nextHop.messages[0]!.envelope.mailParams).not.toHaveProperty('AUTH');
+    expect(JSON.stringify(gate.logs)).not.toContain(PASSWORD);
+  });
+});
+
+describe('users limited to their domains', () => {
+  it('an authenticated user limited to example.org gets 550 5.7.1 for mail from example.com; nothing reaches the next hop', async () => {
+    const gate = await startTlsGate();
+    const { client, ehlo } = await tlsSession(gate.port);
+    expect((await client.command(`AUTH PLAIN ${plain('', 'bob', PASSWORD)}`)).code).toBe(235);
+    const r = await transaction(client, ehlo, { from: `bob@${SIGN_DOMAIN}`, data: MESSAGE });
+    expect(r.final[0]?.text).toMatch(/^550 5\.7\.1 /);
+    expect(gate.nextHop.messages).toHaveLength(0);
+  });
+});
+
+describe('STARTTLS command injection (CVE-2011-0411 class)', () => {
+  it('discards commands pipelined in clear text after STARTTLS; the TLS session starts from nothing', async () => {
+    const gate = await startTlsGate();
+    const client = await RawClient.open(gate.port);
+    harness.onCleanup(async () => client.close());
+    await client.command('EHLO client.test');
+    client.write(`STARTTLS\r\nEHLO injected.test\r\nAUTH PLAIN ${plain('', 'alice', PASSWORD)}\r\nMAIL FROM:<alice@${SIGN_DOMAIN}>\r\n`);
+    expect((await client.read()).code).toBe(220);
+    await client.startTls();
+    expect(await client.drain(300)).toBe('');
+    // no EHLO, no AUTH, no MAIL survived
+    expect((await client.command(`MAIL FROM:<alice@${SIGN_DOMAIN}>`)).text).toMatch(/^503 /);
+    const ehlo = await client.command('EHLO client.test');
+    expect(ehlo.text).toMatch(/AUTH/);
+    const r = await transaction(client, ehlo, { from: `alice@${SIGN_DOMAIN}`, data: MESSAGE });
+    expect(r.final[0]?.code).toBe(250);
+    expect(headerOf(gate.nextHop.messages[0]!.data)).not.toMatch(/^DKIM-Signature:/m);
+    expect((await waitFor(() => gate.messageLines()[0])).authUser ?? null).toBe(null);
+  });
+});
