@@ -667,8 +667,18 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     if (bound !== null && typeof bound === 'object') label = `${listener.protocol}://${formatHostPort(listener.host, bound.port)}`;
   });
   // A failure to bind is startDaemon's to report (the CLI says it in one line); later errors are logged here.
-  server.on('error', (err) => {
-    if ((server as unknown as { server: import('node:net').Server }).server.listening) deps.logger.error({ err, listener: label }, 'listener error');
+  const clientErrorsSeen = new WeakSet<object>();
+  server.on('error', (err: Error & { remoteAddress?: string; code?: string; reason?: string; meta?: { stage?: string } }) => {
+    if (!(server as unknown as { server: import('node:net').Server }).server.listening) return;
+    if (err.remoteAddress === undefined) return deps.logger.error({ err, listener: label }, 'listener error');
+    // One client's connection failed (smtp-server sets remoteAddress): a handshake it botched or broke off, a reset in a
+    // transaction. The listener is fine, so no error line (scanners would fill the log with them); smtp-server reports
+    // a failed handshake once per event the TLS socket emits for it, so it is logged once.
+    if (clientErrorsSeen.has(err)) return;
+    clientErrorsSeen.add(err);
+    const detail = { listener: label, client: err.remoteAddress, code: err.code, reason: err.reason ?? err.message };
+    if (err.meta?.stage === 'connect') deps.logger.warn(detail, 'TLS handshake with a client failed');
+    else deps.logger.info(detail, 'client connection failed');
   });
   const deadlines = new ClientDeadlines(
     () => (server as unknown as { connections: Set<WatchedConnection> }).connections,
