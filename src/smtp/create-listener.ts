@@ -124,8 +124,9 @@ function reloadableOptions(listener: ListenerConfig, rt: Runtime) {
     maxClients: limits.maxClients,
     socketTimeout: limits.socketTimeout * 1000,
     // AUTH only where it can be used: with users, and after STARTTLS unless allow_insecure_auth
-    // (a listener without TLS would otherwise take passwords in clear text).
-    disabledCommands: offersAuth(listener, rt.users !== null) ? [] : ['AUTH'],
+    // (a listener without TLS would otherwise take passwords in clear text). STARTTLS only with our certificate:
+    // smtp-server hides it from EHLO but still performs it, with the demo key and certificate it ships (public, expired).
+    disabledCommands: [...(offersAuth(listener, rt.users !== null) ? [] : ['AUTH']), ...(listener.tls === null ? ['STARTTLS'] : [])],
   };
 }
 

@@ -97,6 +97,18 @@ describe('a client that breaks the TLS handshake', () => {
   });
 });
 
+describe('a listener without tls', () => {
+  it('refuses STARTTLS (it used to start TLS with the demo key and certificate smtp-server ships) and goes on in clear', async () => {
+    const gate = await harness.startGate(harness.config());
+    const client = await RawClient.open(gate.port);
+    harness.onCleanup(async () => client.close());
+    expect((await client.command('EHLO client.test')).text).not.toMatch(/STARTTLS/);
+    expect((await client.command('STARTTLS')).text).toMatch(/^5\d\d 5\.5\.\d /);
+    // still plain SMTP: the next command is read as a command, not as a TLS record
+    expect((await client.command(`MAIL FROM:<alice@${SIGN_DOMAIN}>`)).code).toBe(250);
+  });
+});
+
 describe('protocol versions and ciphers', () => {
   it('negotiates TLS 1.3 and 1.2 with forward secrecy; refuses TLS 1.0, 1.1 and weak or non-forward-secret ciphers', async () => {
     const gate = await startTlsGate();
