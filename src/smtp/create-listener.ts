@@ -588,6 +588,9 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     lmtp,
     ...reloadableOptions(listener, initial),
     hideSTARTTLS: certificate === null,
+    // smtp-server's default is TLSv1 "for very old clients"; TLS 1.0 and 1.1 are deprecated (RFC 8996). Node's OpenSSL
+    // happened to refuse them at its security level (with an internal-error alert); this says it, whatever the level.
+    minVersion: 'TLSv1.2',
     // Both are off by default in smtp-server: our replies carry RFC 3463/7372 codes, and DSN
     // parameters (RET, ENVID, NOTIFY, ORCPT) are passed to the next hop.
     hideENHANCEDSTATUSCODES: false,

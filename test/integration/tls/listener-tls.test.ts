@@ -49,12 +49,17 @@ async function afterStartTls(port: number, bytes: string | Buffer): Promise<RawC
   return client;
 }
 
-/** openssl s_client -starttls smtp with `args`; the protocol and cipher it negotiated ("(NONE)" when the handshake failed). */
-function sClient(port: number, args: string[]): Promise<{ protocol: string; cipher: string }> {
+/**
+ * openssl s_client -starttls smtp with `args`: the protocol and cipher it negotiated ("(NONE)" when the handshake
+ * failed) and the TLS alert it got ("" for none).
+ */
+function sClient(port: number, args: string[]): Promise<{ protocol: string; cipher: string; alert: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-starttls', 'smtp', ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
-    child.stderr.resume();
+    child.stdin.on('error', () => {}); // s_client may be gone before its QUIT (a failed handshake)
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString('latin1')));
     // s_client quits at the end of its stdin, even during the handshake: QUIT once the handshake has a result
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString('latin1');
@@ -64,7 +69,7 @@ function sClient(port: number, args: string[]): Promise<{ protocol: string; ciph
     child.on('error', reject);
     child.on('close', () => {
       clearTimeout(timer);
-      resolve({ protocol: /Protocol\s*:\s*(\S+)/.exec(out)?.[1] ?? '', cipher: /Cipher is (\S+)/.exec(out)?.[1] ?? '' });
+      resolve({ protocol: /Protocol\s*:\s*(\S+)/.exec(out)?.[1] ?? '', cipher: /Cipher is (\S+)/.exec(out)?.[1] ?? '', alert: /alert ([a-z ]+?):/.exec(err)?.[1] ?? '' });
     });
   });
 }
@@ -116,6 +121,13 @@ describe('protocol versions and ciphers', () => {
     const tls12 = await sClient(gate.port, ['-tls1_2']);
     expect(tls12.protocol).toBe('TLSv1.2');
     expect(tls12.cipher).toMatch(/^ECDHE-/);
+    // TLS 1.0 and 1.1 are refused as such (RFC 8996), whatever OpenSSL's security level: the client is told
+    // "protocol version" (it used to get "internal error"), the log says "unsupported protocol"
+    for (const version of ['-tls1', '-tls1_1']) {
+      expect(await sClient(gate.port, [version, '-cipher', 'DEFAULT@SECLEVEL=0'])).toMatchObject({ cipher: '(NONE)', alert: 'protocol version' });
+    }
+    await waitFor(() => gate.logs.filter((l) => l.msg === 'TLS handshake with a client failed').length === 2);
+    expect(gate.logs.filter((l) => l.msg === 'TLS handshake with a client failed').map((l) => l.reason)).toEqual(['unsupported protocol', 'unsupported protocol']);
     // offered even at OpenSSL's security level 0 by the client: the refusal is ours
     for (const args of [
       ['-tls1', '-cipher', 'DEFAULT@SECLEVEL=0'],
