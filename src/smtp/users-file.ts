@@ -59,7 +59,8 @@ export class UsersFileError extends Error {
 
 const BCRYPT = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/;
 const DOMAIN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
-const BAD_USER_CHARS = /[\x00-\x20\x7f]/;
+/** Spaces and C0/C1 controls: smtp-server refuses an AUTH whose user name has a control (501), so no client could log in. */
+const BAD_USER_CHARS = /[\x00-\x20\x7f-\x9f]/;
 const MAX_USER_CHARS = 255;
 const DEFAULT_COST = 10;
 /** bcrypt's alphabet (its own base64), for the dummy hash's digest part. */
