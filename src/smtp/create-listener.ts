@@ -4,6 +4,7 @@
 // received, signed or verified, relayed, and answered with the next hop's end-of-data reply.
 // Input: untrusted SMTP clients; trusts XFORWARD only from xforward_hosts, AUTH only via users_file.
 
+import { constants as cryptoConstants } from 'node:crypto';
 import { hostname, tmpdir } from 'node:os';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 import { removeFields } from '../auth-results/remove-auth-results.js';
@@ -591,6 +592,9 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     // smtp-server's default is TLSv1 "for very old clients"; TLS 1.0 and 1.1 are deprecated (RFC 8996). Node's OpenSSL
     // happened to refuse them at its security level (with an internal-error alert); this says it, whatever the level.
     minVersion: 'TLSv1.2',
+    // A TLS 1.2 client may ask for a new handshake at any time: each costs us one, and SMTP has no use for it
+    // (Node would allow three per ten minutes, then end the session).
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
     // Both are off by default in smtp-server: our replies carry RFC 3463/7372 codes, and DSN
     // parameters (RET, ENVID, NOTIFY, ORCPT) are passed to the next hop.
     hideENHANCEDSTATUSCODES: false,

@@ -102,6 +102,43 @@ describe('a client that breaks the TLS handshake', () => {
   });
 });
 
+/** openssl s_client -tls1_2 that asks for a renegotiation once the session is up; everything it printed. */
+function renegotiatingClient(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-starttls', 'smtp', '-tls1_2'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stdin.on('error', () => {});
+    let out = '';
+    let asked = false;
+    const onOutput = (d: Buffer): void => {
+      out += d.toString('latin1');
+      // "R" on a line of its own is s_client's command for a renegotiation; QUIT once it has an outcome
+      if (!asked && /Cipher is /.test(out)) {
+        asked = true;
+        child.stdin.write('R\n');
+        setTimeout(() => child.stdin.writable && child.stdin.end('QUIT\n'), 1500);
+      }
+    };
+    child.stdout.on('data', onOutput);
+    child.stderr.on('data', onOutput);
+    const timer = setTimeout(() => child.kill(), 15_000);
+    child.on('error', reject);
+    child.on('close', () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+  });
+}
+
+describe('TLS renegotiation', () => {
+  it('is refused: the client gets "no renegotiation" and the session ends (it used to get three per ten minutes)', async () => {
+    const gate = await startTlsGate();
+    const out = await renegotiatingClient(gate.port);
+    expect(out).toMatch(/RENEGOTIATING/);
+    expect(out).toMatch(/:no renegotiation:/);
+    await waitFor(() => gate.logs.some((l) => l.msg === 'TLS handshake with a client failed'));
+  });
+});
+
 describe('a listener without tls', () => {
   it('refuses STARTTLS (it used to start TLS with the demo key and certificate smtp-server ships) and goes on in clear', async () => {
     const gate = await harness.startGate(harness.config());
