@@ -167,6 +167,17 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     return typeof original === 'string' ? original : session.remoteAddress;
   };
 
+  /**
+   * The session's AUTH user while the users file in force has it: a reload that removed the user (or the file) revokes
+   * the login of sessions opened before, which would otherwise keep signing, and without the user's domain limit.
+   */
+  const authUserOf = (session: SMTPServerSession, rt: Runtime): string | null => {
+    if (typeof session.user !== 'string') return null;
+    if (rt.users?.has(session.user) === true) return session.user;
+    deps.logger.warn({ session: session.id, authUser: session.user }, 'AUTH user no longer in the users file: the session is not trusted');
+    return null;
+  };
+
   const clientOf = (session: SMTPServerSession, rt: Runtime): ClientIdentity => {
     const peer = peerAddress(session);
     const addr = session.xForward.get('ADDR');
@@ -174,7 +185,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       peerAddress: peer,
       xforwardAddr: typeof addr === 'string' ? addr : null,
       peerIsXforwardHost: matchCidrs(peer, listenerRuntime(rt).xforwardHosts),
-      authUser: typeof session.user === 'string' ? session.user : null,
+      authUser: authUserOf(session, rt),
     });
   };
 

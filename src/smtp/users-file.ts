@@ -25,6 +25,8 @@ export interface UsersFile {
   readonly path: string;
   /** User names, in file order. */
   readonly users: readonly string[];
+  /** Whether the file has this user (exact name). */
+  has(user: string): boolean;
   /** The users with a domains field -> those domains; users without one are absent (not limited). */
   readonly allowedDomainsByUser: ReadonlyMap<string, readonly string[]>;
   /** What an operator should know about the file (e.g. a bcrypt cost that makes every AUTH slow). */
@@ -193,6 +195,7 @@ export async function createUsersFile(path: string, records: readonly UserRecord
     users,
     allowedDomainsByUser: allowed,
     warnings: Object.freeze(warnings),
+    has: (user: string) => hashes.has(user),
     async verifyPassword(user: string, password: string): Promise<boolean> {
       const hash = hashes.get(user);
       if (hash === undefined) {

@@ -177,3 +177,28 @@ describe('STARTTLS command injection (CVE-2011-0411 class)', () => {
     expect((await waitFor(() => gate.messageLines()[0])).authUser ?? null).toBe(null);
   });
 });
+
+describe('a user removed from the users file by a reload', () => {
+  it.each([
+    ['the file without the user', async () => {
+      const path = join(dir, 'users-without-bob.htpasswd');
+      await writeFile(path, `alice:${bcrypt.hashSync(PASSWORD, 5)}\n`, { mode: 0o600 });
+      return path;
+    }],
+    ['no users_file at all', async () => null],
+  ])('is no longer trusted in the session it opened before (%s): it used to sign as anyone', async (_name, nextUsersFile) => {
+    const gate = await startTlsGate();
+    const { client, ehlo } = await tlsSession(gate.port);
+    expect((await client.command(`AUTH PLAIN ${plain('', 'bob', PASSWORD)}`)).code).toBe(235);
+    // bob may sign only for example.org
+    expect((await transaction(client, ehlo, { from: `bob@${SIGN_DOMAIN}`, data: MESSAGE })).final[0]?.text).toMatch(/^550 5\.7\.1 /);
+    expect(await gate.daemon.reload({ ...gate.config, usersFile: await nextUsersFile() })).toMatchObject({ kind: 'ok' });
+    // revoked: the domain limit went with the user, and the login must go with it too
+    expect((await transaction(client, ehlo, { from: `bob@${SIGN_DOMAIN}`, data: MESSAGE })).final[0]?.code).toBe(250);
+    expect(gate.nextHop.messages).toHaveLength(1);
+    expect(headerOf(gate.nextHop.messages[0]!.data)).not.toMatch(/^DKIM-Signature:/m);
+    const line = await waitFor(() => gate.messageLines()[1]);
+    expect(line.decision).toBe('verify');
+    expect(gate.logs.filter((l) => l.msg === 'AUTH user no longer in the users file: the session is not trusted')).toEqual([expect.objectContaining({ authUser: 'bob' })]);
+  });
+});
