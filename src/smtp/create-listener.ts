@@ -4,6 +4,7 @@
 // received, signed or verified, relayed, and answered with the next hop's end-of-data reply.
 // Input: untrusted SMTP clients; trusts XFORWARD only from xforward_hosts, AUTH only via users_file.
 
+import { constants as cryptoConstants } from 'node:crypto';
 import { hostname, tmpdir } from 'node:os';
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from 'smtp-server';
 import { removeFields } from '../auth-results/remove-auth-results.js';
@@ -124,8 +125,9 @@ function reloadableOptions(listener: ListenerConfig, rt: Runtime) {
     maxClients: limits.maxClients,
     socketTimeout: limits.socketTimeout * 1000,
     // AUTH only where it can be used: with users, and after STARTTLS unless allow_insecure_auth
-    // (a listener without TLS would otherwise take passwords in clear text).
-    disabledCommands: offersAuth(listener, rt.users !== null) ? [] : ['AUTH'],
+    // (a listener without TLS would otherwise take passwords in clear text). STARTTLS only with our certificate:
+    // smtp-server hides it from EHLO but still performs it, with the demo key and certificate it ships (public, expired).
+    disabledCommands: [...(offersAuth(listener, rt.users !== null) ? [] : ['AUTH']), ...(listener.tls === null ? ['STARTTLS'] : [])],
   };
 }
 
@@ -165,6 +167,17 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     return typeof original === 'string' ? original : session.remoteAddress;
   };
 
+  /**
+   * The session's AUTH user while the users file in force has it: a reload that removed the user (or the file) revokes
+   * the login of sessions opened before, which would otherwise keep signing, and without the user's domain limit.
+   */
+  const authUserOf = (session: SMTPServerSession, rt: Runtime): string | null => {
+    if (typeof session.user !== 'string') return null;
+    if (rt.users?.has(session.user) === true) return session.user;
+    deps.logger.warn({ session: session.id, authUser: session.user }, 'AUTH user no longer in the users file: the session is not trusted');
+    return null;
+  };
+
   const clientOf = (session: SMTPServerSession, rt: Runtime): ClientIdentity => {
     const peer = peerAddress(session);
     const addr = session.xForward.get('ADDR');
@@ -172,7 +185,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       peerAddress: peer,
       xforwardAddr: typeof addr === 'string' ? addr : null,
       peerIsXforwardHost: matchCidrs(peer, listenerRuntime(rt).xforwardHosts),
-      authUser: typeof session.user === 'string' ? session.user : null,
+      authUser: authUserOf(session, rt),
     });
   };
 
@@ -587,6 +600,12 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     lmtp,
     ...reloadableOptions(listener, initial),
     hideSTARTTLS: certificate === null,
+    // smtp-server's default is TLSv1 "for very old clients"; TLS 1.0 and 1.1 are deprecated (RFC 8996). Node's OpenSSL
+    // happened to refuse them at its security level (with an internal-error alert); this says it, whatever the level.
+    minVersion: 'TLSv1.2',
+    // A TLS 1.2 client may ask for a new handshake at any time: each costs us one, and SMTP has no use for it
+    // (Node would allow three per ten minutes, then end the session).
+    secureOptions: cryptoConstants.SSL_OP_NO_RENEGOTIATION,
     // Both are off by default in smtp-server: our replies carry RFC 3463/7372 codes, and DSN
     // parameters (RET, ENVID, NOTIFY, ORCPT) are passed to the next hop.
     hideENHANCEDSTATUSCODES: false,
@@ -616,12 +635,16 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       const username = auth.username ?? '';
       if (!session.secure && !listener.allowInsecureAuth) return callback(replyError(REPLIES.authNeedsTls));
       const address = peerAddress(session);
-      // Checked before the password: a blocked address costs us no bcrypt work.
-      if (authThrottle.blocked(address)) return callback(replyError(REPLIES.tooManyAuthFailures));
       if (!users || (auth.method !== 'PLAIN' && auth.method !== 'LOGIN')) return callback(replyError(REPLIES.badCredentials));
+      // RFC 4616: a client asking to act as someone else (authzid) is refused; smtp-server would log it in as the authcid.
+      // An authzid alone (authcid empty, as some clients send it) is smtp-server's username and checked as such.
+      if (auth.authzid && auth.authcid && auth.authzid !== auth.authcid) return callback(replyError(REPLIES.authzidRefused));
+      // Checked before the password, counting the address's checks in flight: a blocked address costs us no bcrypt work,
+      // however many sessions it opens at once.
+      if (!authThrottle.begin(address)) return callback(replyError(REPLIES.tooManyAuthFailures));
       void users.verifyPassword(username, auth.password ?? '').then((ok) => {
+        const exhausted = authThrottle.end(address, !ok);
         if (ok) return callback(null, { user: username });
-        const exhausted = authThrottle.fail(address);
         if (exhausted) {
           const l = deps.runtime.get().config.limits;
           deps.logger.warn({ session: session.id, client: address, failures: l.maxAuthFailures, windowSec: l.authFailureWindow }, 'AUTH failure limit reached: refusing AUTH from this address');
@@ -629,6 +652,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
         // A failed attempt costs the client a second: brute force gets slow.
         setTimeout(() => callback(replyError(exhausted ? REPLIES.tooManyAuthFailures : REPLIES.badCredentials)), 1000);
       }, (err: unknown) => {
+        authThrottle.end(address, false);
         deps.logger.error({ err, session: session.id }, 'AUTH: the password could not be checked');
         callback(replyError(REPLIES.authUnavailable));
       });
@@ -662,8 +686,18 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     if (bound !== null && typeof bound === 'object') label = `${listener.protocol}://${formatHostPort(listener.host, bound.port)}`;
   });
   // A failure to bind is startDaemon's to report (the CLI says it in one line); later errors are logged here.
-  server.on('error', (err) => {
-    if ((server as unknown as { server: import('node:net').Server }).server.listening) deps.logger.error({ err, listener: label }, 'listener error');
+  const clientErrorsSeen = new WeakSet<object>();
+  server.on('error', (err: Error & { remoteAddress?: string; code?: string; reason?: string; meta?: { stage?: string } }) => {
+    if (!(server as unknown as { server: import('node:net').Server }).server.listening) return;
+    if (err.remoteAddress === undefined) return deps.logger.error({ err, listener: label }, 'listener error');
+    // One client's connection failed (smtp-server sets remoteAddress): a handshake it botched or broke off, a reset in a
+    // transaction. The listener is fine, so no error line (scanners would fill the log with them); smtp-server reports
+    // a failed handshake once per event the TLS socket emits for it, so it is logged once.
+    if (clientErrorsSeen.has(err)) return;
+    clientErrorsSeen.add(err);
+    const detail = { listener: label, client: err.remoteAddress, code: err.code, reason: err.reason ?? err.message };
+    if (err.meta?.stage === 'connect') deps.logger.warn(detail, 'TLS handshake with a client failed');
+    else deps.logger.info(detail, 'client connection failed');
   });
   const deadlines = new ClientDeadlines(
     () => (server as unknown as { connections: Set<WatchedConnection> }).connections,

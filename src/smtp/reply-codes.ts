@@ -49,6 +49,9 @@ export const REPLIES = {
   /** RFC 4954 §6: the password could not be checked (the bcrypt thread failed); the client may try again. */
   authUnavailable: reply(454, '4.7.0', 'temporary authentication failure'),
   authNeedsTls: reply(538, '5.7.11', 'encryption required for requested authentication mechanism'),
+  authInTransaction: reply(503, '5.5.1', 'AUTH not permitted during a mail transaction'),
+  /** RFC 4616 §2: an authorization identity other than the authenticated one; nobody may act as another user here. */
+  authzidRefused: reply(535, '5.7.8', 'authentication credentials invalid: authorization identity differs from authentication identity'),
   proxyNotAllowed: reply(550, '5.7.1', 'XFORWARD not allowed from this client'),
   domainNotAllowed: reply(550, '5.7.1', 'not allowed to send as this domain'),
 } as const satisfies Record<string, SmtpReplyValue>;

@@ -28,6 +28,8 @@
 // 9. a server option `onTransactionReset(session)` called whenever smtp-server drops the transaction on its own
 //    (RSET, EHLO/HELO/LHLO, XFORWARD, STARTTLS; also after each DATA): it has no hook for that, and the
 //    application's transaction (a leased next-hop connection, the drain's count) would otherwise outlive it.
+// 10. AUTH refused with 503 5.5.1 during a mail transaction (RFC 4954 §4), before any SASL exchange: smtp-server takes
+//     it, so a client could authenticate between MAIL and DATA and have a transaction it began anonymously signed.
 // Touches: SMTPConnection.prototype and SMTPStream.prototype of the smtp-server version we pin (checked by tests).
 
 import { PassThrough } from 'node:stream';
@@ -102,6 +104,8 @@ function checkHeld(conn: HoldingConnection): void {
   if (!hold.awaitingReply) releaseHeld(conn);
 }
 
+type AuthHandler = (this: { session: { envelope: { mailFrom: unknown } }; send(code: number, data: string): void }, command: Buffer, callback: () => void) => void;
+
 let installed = false;
 
 export function installSmtpServerAdapter(): void {
@@ -125,6 +129,15 @@ export function installSmtpServerAdapter(): void {
     const parsed = originalParseAddress.call(this, name, path === null ? command : path.forParser);
     if (parsed && path !== null) parsed.address = path.address;
     return parsed;
+  };
+  const protoAuth = SMTPConnection.prototype as unknown as { handler_AUTH: AuthHandler };
+  const originalAuth = protoAuth.handler_AUTH;
+  protoAuth.handler_AUTH = function handlerAuth(command, callback) {
+    if (this.session.envelope?.mailFrom) {
+      this.send(REPLIES.authInTransaction.code, `${REPLIES.authInTransaction.enhanced} ${REPLIES.authInTransaction.text}`);
+      return callback();
+    }
+    return originalAuth.call(this, command, callback);
   };
   const protoCommands = SMTPConnection.prototype as unknown as { _onCommand(this: HoldingConnection, command: Buffer, callback?: () => void): void };
   const originalOnCommand = protoCommands._onCommand;

@@ -25,6 +25,8 @@ export interface UsersFile {
   readonly path: string;
   /** User names, in file order. */
   readonly users: readonly string[];
+  /** Whether the file has this user (exact name). */
+  has(user: string): boolean;
   /** The users with a domains field -> those domains; users without one are absent (not limited). */
   readonly allowedDomainsByUser: ReadonlyMap<string, readonly string[]>;
   /** What an operator should know about the file (e.g. a bcrypt cost that makes every AUTH slow). */
@@ -59,7 +61,8 @@ export class UsersFileError extends Error {
 
 const BCRYPT = /^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$/;
 const DOMAIN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
-const BAD_USER_CHARS = /[\x00-\x20\x7f]/;
+/** Spaces and C0/C1 controls: smtp-server refuses an AUTH whose user name has a control (501), so no client could log in. */
+const BAD_USER_CHARS = /[\x00-\x20\x7f-\x9f]/;
 const MAX_USER_CHARS = 255;
 const DEFAULT_COST = 10;
 /** bcrypt's alphabet (its own base64), for the dummy hash's digest part. */
@@ -192,6 +195,7 @@ export async function createUsersFile(path: string, records: readonly UserRecord
     users,
     allowedDomainsByUser: allowed,
     warnings: Object.freeze(warnings),
+    has: (user: string) => hashes.has(user),
     async verifyPassword(user: string, password: string): Promise<boolean> {
       const hash = hashes.get(user);
       if (hash === undefined) {

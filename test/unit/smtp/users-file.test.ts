@@ -113,6 +113,8 @@ describe('loadUsersFile', () => {
     ['too many fields', `dave:${ALICE_HASH}:example.com:more`, /too many ":" fields/],
     ['an empty user name', `:${ALICE_HASH}`, /user name must be/],
     ['a user name with a space', `da ve:${ALICE_HASH}`, /user name must be/],
+    // smtp-server answers 501 to any AUTH with such a name: the user could never log in
+    ['a user name with a C1 control character', `da\u0085ve:${ALICE_HASH}`, /user name must be/],
     ['an empty domains field', `dave:${ALICE_HASH}:`, /the domains field is empty/],
     ['an empty domain in the list', `dave:${ALICE_HASH}:example.com,,example.org`, /empty entry in the domains list/],
     ['a bad domain', `dave:${ALICE_HASH}:exa mple.com`, /"exa mple.com" is not a domain name/],
