@@ -60,6 +60,18 @@ export function unsupportedParam(command: 'MAIL' | 'RCPT', params: EnvelopeParam
   return null;
 }
 
+/**
+ * True when the message may not go to this next hop: its client asked for SMTPUTF8 (RFC 6531), its header holds
+ * non-ASCII (RFC 6532 fields), and the next hop did not announce SMTPUTF8. Passed on without the flag, UTF-8 header
+ * fields reach a server that never agreed to them; Postfix's SMTP client returns such a message ("SMTPUTF8 is
+ * required, but was not offered"), and delivers one whose envelope and header are ASCII without the flag, as we do.
+ */
+export function smtpUtf8Unmet(requested: boolean, caps: NextHopCapabilities, header: Buffer): boolean {
+  if (!requested || caps.smtpUtf8) return false;
+  for (let i = 0; i < header.length; i++) if (header[i]! >= 0x80) return true;
+  return false;
+}
+
 type ParamVerdict = { kind: 'ok'; part: string } | { kind: 'drop'; reason: string };
 
 function formatMailParam(key: string, value: string | true, caps: NextHopCapabilities): ParamVerdict {

@@ -19,7 +19,7 @@ import type { RequireFailure } from '../policy/apply-verify-policy.js';
 import { offersAuth } from '../policy/signing-reach.js';
 import { isSendableAddress, type EnvelopeParams, type NextHopConnection, type ReplyOutcome } from '../relay/next-hop-connection.js';
 import type { NextHopPool } from '../relay/next-hop-pool.js';
-import { growDeclaredSize } from '../relay/envelope-params.js';
+import { growDeclaredSize, smtpUtf8Unmet } from '../relay/envelope-params.js';
 import type { SmtpReply } from '../relay/smtp-reply.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { ClientDeadlines, type WatchedConnection } from './client-deadlines.js';
@@ -496,6 +496,9 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       const message = received.message;
       record.sizeBytes = message.sizeBytes;
       try {
+        if (smtpUtf8Unmet((session.envelope as { smtpUtf8?: boolean }).smtpUtf8 === true, txn.connection.capabilities, message.header)) {
+          return reject(REPLIES.smtpUtf8NotOffered, 'refused: SMTPUTF8 not offered by the next hop');
+        }
         const prep = prepared as PreparedMessage | null;
         if (!prep) return reject(REPLIES.internalError, 'internal error');
         record.decision = { kind: prep.decision.kind, reason: prep.decision.reason };
