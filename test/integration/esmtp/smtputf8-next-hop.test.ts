@@ -1,6 +1,7 @@
 // SMTPUTF8 (RFC 6531) towards a next hop that does not announce it, here Postfix's smtp-sink: a message whose client
 // asked for SMTPUTF8 and whose header is UTF-8 is refused with 550 5.6.7, as Postfix's own SMTP client returns it,
 // never passed on with the flag silently dropped; an all-ASCII one still goes, without the flag, as Postfix sends it.
+// And an 8-bit body to a next hop without 8BITMIME (an smtp-server one): byte for byte, as the README says.
 // Touches: the smtp-sink child it starts (ended by PID), a temp dir of dumps, loopback sockets, a temp dir of keys.
 
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -59,5 +60,17 @@ describe('SMTPUTF8 to a next hop without it (smtp-sink)', () => {
     expect(r.final[0]?.code).toBe(250);
     const [dump] = await readSinkDumps(dumpDir);
     expect(dump!.message.subarray(-UTF8_MESSAGE.length).equals(UTF8_MESSAGE)).toBe(true);
+  });
+});
+
+describe('8BITMIME to a next hop without it', () => {
+  it('relays an 8-bit body byte for byte, without BODY=, unconverted', async () => {
+    const gate = await harness.startGate(harness.config({ relayHosts: [] }), { hide: { eightBitMime: true } });
+    const body = crlf('From: Joran <joran@example.org>\nTo: bob@example.net\nSubject: hello\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nGrüße, ½ €.\n');
+    const r = await sendMail(gate.port, { from: 'joran@example.org', to: ['bob@example.net'], mailParams: 'BODY=8BITMIME', data: body });
+    expect(r.final[0]?.code).toBe(250);
+    const [relayed] = gate.nextHop.messages;
+    expect(relayed!.envelope.mailParams).toEqual({});
+    expect(relayed!.data.subarray(-body.length).equals(body)).toBe(true);
   });
 });
