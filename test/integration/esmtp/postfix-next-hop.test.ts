@@ -2,7 +2,8 @@
 // Postfix's FILTER_README sets up the re-injection port): its Received field and its log name the original client,
 // not dkimgate on loopback. For a client behind a proxy (Postfix's content_filter), that is the proxy's XFORWARD as it
 // sent it (its queue id too, as orig_queue_id); for a direct client, its EHLO name, address and protocol.
-// Postfix puts every message on hold, so what it received stays in its queue for postcat.
+// The DSN parameters reach its queue file. Postfix puts every message on hold, so what it received stays in its
+// queue for postcat.
 // Touches: the Postfix processes it starts (ended by PID), temp dirs, loopback ports.
 
 import { readFile } from 'node:fs/promises';
@@ -66,12 +67,14 @@ afterAll(async () => {
 });
 
 /** Sends one message through dkimgate; returns Postfix's queue id of it and the message as Postfix holds it. */
-async function relayThroughGate(opts: { helo: string; xforward?: string; noDate?: boolean }): Promise<{ queueId: string; held: string }> {
+async function relayThroughGate(opts: { helo: string; xforward?: string; noDate?: boolean; mailParams?: string; rcptParams?: string }): Promise<{ queueId: string; held: string }> {
   const subject = `xforward ${++counter}`;
   const date = opts.noDate ? '' : 'Date: Tue, 14 Nov 2023 22:13:20 +0000\n';
   const r = await sendMail(gate.port, {
     helo: opts.helo,
     xforward: opts.xforward,
+    mailParams: opts.mailParams,
+    rcptParams: opts.rcptParams,
     from: 'alice@example.com',
     to: ['bob@example.org'],
     data: crlf(`From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: ${subject}\n${date}Message-ID: <x${counter}@example.com>\n\nHi.\n`),
@@ -118,5 +121,16 @@ describe('Postfix next hop with XFORWARD', () => {
     expect(held).not.toMatch(/^Date:/m);
     const logLine = await waitFor(() => postfix.log().split('\n').find((l) => l.includes(`${queueId}: client=`)), 10_000);
     expect(logLine).toMatch(/: client=unknown\[127\.0\.0\.1\], orig_queue_id=4LOCAL1, orig_client=unknown$/);
+  });
+
+  it('hands the DSN parameters to Postfix as the client gave them (RET, ENVID, NOTIFY, ORCPT in its queue file)', async () => {
+    const { queueId } = await relayThroughGate({ helo: 'mta.inside.test', mailParams: 'RET=HDRS ENVID=QQ+2B314', rcptParams: 'NOTIFY=SUCCESS,DELAY ORCPT=rfc822;bob+2Bdsn@example.org' });
+    const envelope = await postfix.command('postcat', ['-eq', queueId]);
+    // Postfix's codes: ret_flags 2 = HDRS, notify_flags 2|8 = SUCCESS,DELAY
+    for (const record of ['envelope_id=QQ+314', 'ret_flags=2', 'notify_flags=10', 'dsn_orig_rcpt=rfc822;bob+dsn@example.org']) {
+      expect(envelope).toContain(`named_attribute: ${record}\n`);
+    }
+    // and its rewrite context is remote: it adds nothing to the header after signing
+    expect(envelope).toContain('named_attribute: rewrite_context=remote\n');
   });
 });
