@@ -21,6 +21,8 @@ export type NextHopCapabilities = {
   enhancedStatusCodes: boolean;
   /** RFC 4954 SASL mechanisms, upper case. */
   authMechanisms: string[];
+  /** Postfix's XFORWARD: the attribute names it takes (NAME, ADDR, PORT, PROTO, HELO, IDENT, SOURCE), upper case; empty when not announced. */
+  xforwardAttributes: string[];
   /** Every extension keyword, upper case, in order. */
   keywords: string[];
 };
@@ -36,6 +38,7 @@ export const NO_CAPABILITIES: NextHopCapabilities = Object.freeze({
   startTls: false,
   enhancedStatusCodes: false,
   authMechanisms: [],
+  xforwardAttributes: [],
   keywords: [],
 }) as NextHopCapabilities;
 
@@ -43,7 +46,7 @@ const MAX_AUTH_MECHANISMS = 32;
 
 /** Reads the extension lines of a 250 EHLO reply; the first line is the server's greeting and carries none. */
 export function parseEhloCapabilities(reply: SmtpReply): NextHopCapabilities {
-  const caps: NextHopCapabilities = { ...NO_CAPABILITIES, authMechanisms: [], keywords: [] };
+  const caps: NextHopCapabilities = { ...NO_CAPABILITIES, authMechanisms: [], xforwardAttributes: [], keywords: [] };
   for (const line of reply.lines.slice(1)) {
     const words = line.trim().split(/\s+/);
     const first = (words[0] ?? '').toUpperCase();
@@ -76,6 +79,12 @@ export function parseEhloCapabilities(reply: SmtpReply): NextHopCapabilities {
         break;
       case 'ENHANCEDSTATUSCODES':
         caps.enhancedStatusCodes = true;
+        break;
+      case 'XFORWARD':
+        for (const attribute of args) {
+          const name = attribute.toUpperCase();
+          if (/^[A-Z]{1,16}$/.test(name) && !caps.xforwardAttributes.includes(name)) caps.xforwardAttributes.push(name);
+        }
         break;
       case 'AUTH':
         for (const mechanism of args) {

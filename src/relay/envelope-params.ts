@@ -40,6 +40,38 @@ export function formatRcptParams(params: EnvelopeParams, caps: NextHopCapabiliti
   return { text: parts.map((p) => ' ' + p).join(''), dropped };
 }
 
+/** The parameters a client may give: the extensions we announce (SIZE, 8BITMIME, SMTPUTF8, DSN) and AUTH (RFC 4954 §5). */
+const ACCEPTED_PARAMS = {
+  MAIL: new Set(['SIZE', 'BODY', 'SMTPUTF8', 'RET', 'ENVID', 'AUTH']),
+  RCPT: new Set(['NOTIFY', 'ORCPT']),
+};
+
+/**
+ * The first parameter of a client's MAIL FROM or RCPT TO that we neither announce nor relay, printable (at most 32
+ * characters), or null. Such a parameter is refused (555 5.5.4, RFC 5321 §4.1.1.11), as Postfix refuses it: dropped
+ * on the way, it would silently lose what the client asked for (REQUIRETLS, MT-PRIORITY, a DELIVERBY deadline).
+ * AUTH= is accepted and not relayed: we vouch for no submitter (RFC 4954 §5 lets a relay send AUTH=<> or nothing).
+ */
+export function unsupportedParam(command: 'MAIL' | 'RCPT', params: EnvelopeParams | false | null | undefined): string | null {
+  for (const rawKey of Object.keys(params || {})) {
+    const key = rawKey.toUpperCase();
+    if (!ACCEPTED_PARAMS[command].has(key)) return safeKey(key);
+  }
+  return null;
+}
+
+/**
+ * True when the message may not go to this next hop: its client asked for SMTPUTF8 (RFC 6531), its header holds
+ * non-ASCII (RFC 6532 fields), and the next hop did not announce SMTPUTF8. Passed on without the flag, UTF-8 header
+ * fields reach a server that never agreed to them; Postfix's SMTP client returns such a message ("SMTPUTF8 is
+ * required, but was not offered"), and delivers one whose envelope and header are ASCII without the flag, as we do.
+ */
+export function smtpUtf8Unmet(requested: boolean, caps: NextHopCapabilities, header: Buffer): boolean {
+  if (!requested || caps.smtpUtf8) return false;
+  for (let i = 0; i < header.length; i++) if (header[i]! >= 0x80) return true;
+  return false;
+}
+
 type ParamVerdict = { kind: 'ok'; part: string } | { kind: 'drop'; reason: string };
 
 function formatMailParam(key: string, value: string | true, caps: NextHopCapabilities): ParamVerdict {

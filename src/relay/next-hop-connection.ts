@@ -6,12 +6,14 @@ import type { ConnectionOptions } from 'node:tls';
 import { describeError, ReplySocket, type ReplyOutcome } from './reply-socket.js';
 import { NO_CAPABILITIES, parseEhloCapabilities, type NextHopCapabilities } from './ehlo-capabilities.js';
 import { formatMailParams, formatRcptParams, type EnvelopeParams } from './envelope-params.js';
+import { formatXforwardCommands, type XforwardAttributes } from './xforward.js';
 import { createDotStuffer } from './dot-stuffer.js';
 import type { SmtpReply } from './smtp-reply.js';
 
 export type { ReplyOutcome } from './reply-socket.js';
 export type { NextHopCapabilities } from './ehlo-capabilities.js';
 export type { EnvelopeParams } from './envelope-params.js';
+export type { XforwardAttributes } from './xforward.js';
 
 export type NextHopOptions = {
   host: string;
@@ -100,13 +102,37 @@ export class NextHopConnection {
     this.sock.onClose(listener);
   }
 
-  /** MAIL FROM:<address> with the parameters the next hop announced the extensions for (see formatMailParams). */
-  async mailFrom(address: string, params: EnvelopeParams): Promise<ReplyOutcome> {
+  /**
+   * MAIL FROM:<address> with the parameters the next hop announced the extensions for (see formatMailParams), after
+   * XFORWARD with `xforward` when the next hop announced it (its attributes last for this one transaction).
+   */
+  async mailFrom(address: string, params: EnvelopeParams, xforward: XforwardAttributes = {}): Promise<ReplyOutcome> {
     assertAddress(address, true);
     const unsendable = this.smtpUtf8Refusal(address);
     if (unsendable) return unsendable;
-    const { text } = formatMailParams(params, this.capabilities);
-    return this.exclusive(() => this.sock.command(`MAIL FROM:<${address}>${text}`, 'mail-from'));
+    const mail = `MAIL FROM:<${address}>${formatMailParams(params, this.capabilities).text}`;
+    const xforwardLines = formatXforwardCommands(xforward, this.capabilities.xforwardAttributes);
+    return this.exclusive(async () => {
+      if (xforwardLines.length === 0) return this.sock.command(mail, 'mail-from');
+      const pipelined = this.capabilities.pipelining;
+      const failed = await this.sendXforward(xforwardLines, pipelined ? [mail] : []);
+      if (failed) return failed;
+      return pipelined ? this.sock.readReply('mail-from') : this.sock.command(mail, 'mail-from');
+    });
+  }
+
+  /**
+   * XFORWARD lines, pipelined with `then` when the next hop pipelines (their replies are left to the caller). A refusal
+   * is passed over: the next hop then logs us as the client, nothing worse; a 421 or a lost connection is returned.
+   */
+  private async sendXforward(lines: readonly string[], then: readonly string[]): Promise<ReplyOutcome | null> {
+    const pipelined = this.capabilities.pipelining;
+    if (pipelined) this.sock.pipeline([...lines, ...then], 'xforward');
+    for (const line of lines) {
+      const outcome = pipelined ? await this.sock.readReply('xforward') : await this.sock.command(line, 'xforward');
+      if (outcome.kind !== 'reply' || outcome.reply.code === 421) return outcome;
+    }
+    return null;
   }
 
   /** RCPT TO:<address> with NOTIFY/ORCPT when the next hop announced DSN (see formatRcptParams). */
@@ -122,18 +148,24 @@ export class NextHopConnection {
    * MAIL FROM and the first RCPT TO in one write, for a next hop that announced PIPELINING: one round trip instead of
    * two. Both replies, in order; when MAIL got no reply, neither did RCPT (`rcpt` repeats the failure).
    */
-  async mailAndRcpt(from: string, mailParams: EnvelopeParams, to: string, rcptParams: EnvelopeParams): Promise<{ mail: ReplyOutcome; rcpt: ReplyOutcome }> {
+  async mailAndRcpt(from: string, mailParams: EnvelopeParams, to: string, rcptParams: EnvelopeParams, xforward: XforwardAttributes = {}): Promise<{ mail: ReplyOutcome; rcpt: ReplyOutcome }> {
     if (!this.capabilities.pipelining) throw new Error('NextHopConnection.mailAndRcpt: the next hop did not announce PIPELINING (a bug in the caller)');
     assertAddress(from, true);
     assertAddress(to, false);
     const mailUnsendable = this.smtpUtf8Refusal(from);
     if (mailUnsendable) return { mail: mailUnsendable, rcpt: mailUnsendable };
     const rcptUnsendable = this.smtpUtf8Refusal(to);
-    if (rcptUnsendable) return { mail: await this.mailFrom(from, mailParams), rcpt: rcptUnsendable };
+    if (rcptUnsendable) return { mail: await this.mailFrom(from, mailParams, xforward), rcpt: rcptUnsendable };
     const mail = `MAIL FROM:<${from}>${formatMailParams(mailParams, this.capabilities).text}`;
     const rcpt = `RCPT TO:<${to}>${formatRcptParams(rcptParams, this.capabilities).text}`;
+    const xforwardLines = formatXforwardCommands(xforward, this.capabilities.xforwardAttributes);
     return this.exclusive(async () => {
-      this.sock.pipeline([mail, rcpt], 'mail-from');
+      if (xforwardLines.length > 0) {
+        const failed = await this.sendXforward(xforwardLines, [mail, rcpt]);
+        if (failed) return { mail: failed, rcpt: failed };
+      } else {
+        this.sock.pipeline([mail, rcpt], 'mail-from');
+      }
       const mailOutcome = await this.sock.readReply('mail-from');
       if (mailOutcome.kind !== 'reply') return { mail: mailOutcome, rcpt: mailOutcome };
       return { mail: mailOutcome, rcpt: await this.sock.readReply('rcpt-to') };

@@ -20,8 +20,9 @@ import type { RequireFailure } from '../policy/apply-verify-policy.js';
 import { offersAuth } from '../policy/signing-reach.js';
 import { isSendableAddress, type EnvelopeParams, type NextHopConnection, type ReplyOutcome } from '../relay/next-hop-connection.js';
 import type { NextHopPool } from '../relay/next-hop-pool.js';
-import { growDeclaredSize } from '../relay/envelope-params.js';
+import { growDeclaredSize, smtpUtf8Unmet } from '../relay/envelope-params.js';
 import type { SmtpReply } from '../relay/smtp-reply.js';
+import { clientXforward, type XforwardAttributes } from '../relay/xforward.js';
 import { AuthThrottle } from './auth-throttle.js';
 import { ClientDeadlines, type WatchedConnection } from './client-deadlines.js';
 import { newQueueId } from './queue-id.js';
@@ -56,6 +57,8 @@ interface Transaction {
   readonly mailFrom: string;
   /** MAIL's parameters while MAIL waits to go out with the first RCPT (pipelined); null once sent. */
   deferredMail: EnvelopeParams | null;
+  /** Who our client was, for a next hop that announces XFORWARD (sent before each MAIL). */
+  readonly xforward: XforwardAttributes;
   /** The next hop refused the deferred MAIL (or no connection could be had for it): every RCPT gets this. */
   mailRefusal: Error | null;
   /**
@@ -200,8 +203,8 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     void txn.pool.release(txn.connection, clean || txn.deferredMail !== null ? 'clean' : 'dirty');
   };
 
-  const openTransaction = (state: SessionState, connection: NextHopConnection, pool: NextHopPool, mailFrom: string, deferredMail: EnvelopeParams | null): void => {
-    state.transaction = { queueId: newQueueId(), started: performance.now(), connection, pool, mailFrom, deferredMail, mailRefusal: null, lost: null, recipients: [], rcptCommands: 0 };
+  const openTransaction = (state: SessionState, connection: NextHopConnection, pool: NextHopPool, mailFrom: string, deferredMail: EnvelopeParams | null, xforward: XforwardAttributes): void => {
+    state.transaction = { queueId: newQueueId(), started: performance.now(), connection, pool, mailFrom, deferredMail, xforward, mailRefusal: null, lost: null, recipients: [], rcptCommands: 0 };
     deps.inFlight.start();
     deps.metrics.transactionStarted();
   };
@@ -226,9 +229,9 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
   type Opened = { kind: 'ok'; connection: NextHopConnection; pool: NextHopPool } | { kind: 'failed'; error: Error };
 
   /** A connection on which the next hop accepted MAIL FROM, or the error the client gets. */
-  const openOnNextHop = async (sessionId: string, mailFrom: string, params: EnvelopeParams): Promise<Opened> => {
+  const openOnNextHop = async (sessionId: string, mailFrom: string, params: EnvelopeParams, xforward: XforwardAttributes): Promise<Opened> => {
     const pool = deps.pool();
-    const acquired = await pool.begin((connection) => connection.mailFrom(mailFrom, params));
+    const acquired = await pool.begin((connection) => connection.mailFrom(mailFrom, params, xforward));
     if (acquired.kind !== 'ok') {
       // No message line will say it (no transaction began): the operator reads it here.
       const detail = acquired.kind === 'refused' ? { code: acquired.reply.code, enhanced: acquired.reply.enhanced, text: acquired.reply.text } : acquired;
@@ -312,24 +315,25 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     // refused before anything is leased or sent: no transaction, nothing half-sent on a next-hop connection
     if (!isSendableAddress(address.address)) return callback(replyError(REPLIES.senderNotRelayable));
     const params = growDeclaredSize(address.args || {}, deps.runtime.get().addedHeaderBytes);
+    const xforward = clientXforward(session as unknown as Parameters<typeof clientXforward>[0]);
     // A live pooled connection to a next hop that pipelines: MAIL waits for the first RCPT and both go in one round
     // trip (the next hop's verdict on MAIL then reaches the client at that RCPT; no recipient is acknowledged before
     // the next hop accepted it). Without one, MAIL is proxied now, so an unreachable next hop is reported at MAIL.
     const pool = deps.pool();
     const idle = pool.leaseIdle();
     if (idle !== null && idle.capabilities.pipelining) {
-      openTransaction(state, idle, pool, address.address, params);
+      openTransaction(state, idle, pool, address.address, params, xforward);
       return callback();
     }
     if (idle !== null) void pool.release(idle, 'clean');
     void (async () => {
-      const opened = await openOnNextHop(session.id, address.address, params);
+      const opened = await openOnNextHop(session.id, address.address, params, xforward);
       if (opened.kind !== 'ok') return callback(opened.error);
       if (state.closed) {
         void opened.pool.release(opened.connection, 'dirty');
         return callback();
       }
-      openTransaction(state, opened.connection, opened.pool, address.address, null);
+      openTransaction(state, opened.connection, opened.pool, address.address, null, xforward);
       callback();
     })().catch((err: unknown) => {
       deps.logger.error({ err, session: session.id }, 'MAIL FROM failed');
@@ -344,7 +348,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     txn.deferredMail = null;
     let both: { mail: ReplyOutcome; rcpt: ReplyOutcome };
     try {
-      both = await txn.connection.mailAndRcpt(txn.mailFrom, mailParams, rcpt, rcptArgs);
+      both = await txn.connection.mailAndRcpt(txn.mailFrom, mailParams, rcpt, rcptArgs, txn.xforward);
     } catch (err) {
       // mailAndRcpt throws only before it sends anything: MAIL is still owed, so no later RCPT or DATA goes without it
       txn.deferredMail = mailParams;
@@ -354,7 +358,7 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
     if (dead) {
       // The next hop closed the pooled connection while it sat idle: MAIL goes on another one (a new one at the latest).
       txn.pool.discard(txn.connection);
-      const opened = await openOnNextHop(sessionId, txn.mailFrom, mailParams);
+      const opened = await openOnNextHop(sessionId, txn.mailFrom, mailParams, txn.xforward);
       if (opened.kind !== 'ok') return (txn.mailRefusal = opened.error);
       if (state.transaction !== txn) {
         // the client ended the transaction (QUIT, RSET, gone) meanwhile: the new connection is not its to keep
@@ -509,6 +513,9 @@ export function createListener(index: number, listener: ListenerConfig, deps: Li
       const message = received.message;
       record.sizeBytes = message.sizeBytes;
       try {
+        if (smtpUtf8Unmet((session.envelope as { smtpUtf8?: boolean }).smtpUtf8 === true, txn.connection.capabilities, message.header)) {
+          return reject(REPLIES.smtpUtf8NotOffered, 'refused: SMTPUTF8 not offered by the next hop');
+        }
         const prep = prepared as PreparedMessage | null;
         if (!prep) return reject(REPLIES.internalError, 'internal error');
         record.decision = { kind: prep.decision.kind, reason: prep.decision.reason };

@@ -38,6 +38,8 @@ export const REPLIES = {
   bareLf: reply(550, '5.5.2', 'message has bare LF line endings: use CRLF'),
   bareCr: reply(550, '5.5.2', 'message has a bare CR: use CRLF line endings'),
   nul: reply(550, '5.6.0', 'message contains NUL bytes'),
+  /** The client asked for SMTPUTF8, the header is UTF-8, the next hop did not announce SMTPUTF8 (envelope-params.ts). */
+  smtpUtf8NotOffered: reply(550, '5.6.7', 'SMTPUTF8 is required for a non-ASCII header, but was not offered by the next hop'),
   headerStartsFolded: reply(550, '5.6.0', 'malformed header: the first line starts with a space or tab (a continuation with no field)'),
   tooBig: reply(552, '5.3.4', 'message too big'),
   headerTooBig: reply(552, '5.3.4', 'header section too big'),

@@ -30,12 +30,17 @@
 //    application's transaction (a leased next-hop connection, the drain's count) would otherwise outlive it.
 // 10. AUTH refused with 503 5.5.1 during a mail transaction (RFC 4954 §4), before any SASL exchange: smtp-server takes
 //     it, so a client could authenticate between MAIL and DATA and have a transaction it began anonymously signed.
+// 11. a MAIL FROM or RCPT TO parameter we neither announce nor relay answered 555 5.5.4 (RFC 5321 §4.1.1.11), as
+//    Postfix answers it: smtp-server takes any parameter, and the relay would drop it on the way (envelope-params.ts).
+//    REQUIRETLS (RFC 8689), which smtp-server announces after STARTTLS, is kept out of the EHLO reply and refused
+//    the same way: we do not carry its demand to the next hop, so accepting it would quietly break the promise.
 // Touches: SMTPConnection.prototype and SMTPStream.prototype of the smtp-server version we pin (checked by tests).
 
 import { PassThrough } from 'node:stream';
 import { SMTPConnection } from 'smtp-server/lib/smtp-connection.js';
 import { SMTPStream } from 'smtp-server/lib/smtp-stream.js';
 import { readEnvelopePath } from './envelope-path.js';
+import { unsupportedParam } from '../relay/envelope-params.js';
 import { REPLIES } from './reply-codes.js';
 
 const LEADING_CODE = /^([245]\.\d{1,3}\.\d{1,3}) (.*)$/s;
@@ -65,11 +70,19 @@ interface ConnectionInternals {
   send: Send;
   secure: boolean;
   _proxyCommandAllowed(command: string, option: string): boolean;
-  _parseAddressCommand(name: string, command: string): false | { address: string; args: unknown };
+  _parseAddressCommand(name: string, command: string): false | ParsedAddressCommand;
+  _rejectInvalidParams(parsed: ParsedAddressCommand, keys: string[], callback: () => void): boolean;
   _originalRemoteAddress: string;
   _server: { options: ProxyAllowedOption & TransactionResetOption & { allowInsecureAuth?: boolean } };
   _resetSession(): void;
   session: { id: string };
+}
+
+interface ParsedAddressCommand {
+  address: string;
+  args: Record<string, string | true> | false;
+  /** Set by our parser wrapper: the first parameter we do not take (see 10. above). */
+  unsupportedParam?: string | null;
 }
 
 /** Most reply bytes held corked: smtp-server waits for 'drain' past the socket's high-water mark. */
@@ -128,6 +141,7 @@ export function installSmtpServerAdapter(): void {
     const path = readEnvelopePath(String(command ?? ''));
     const parsed = originalParseAddress.call(this, name, path === null ? command : path.forParser);
     if (parsed && path !== null) parsed.address = path.address;
+    if (parsed) parsed.unsupportedParam = unsupportedParam(String(name).toUpperCase().startsWith('MAIL') ? 'MAIL' : 'RCPT', parsed.args);
     return parsed;
   };
   const protoAuth = SMTPConnection.prototype as unknown as { handler_AUTH: AuthHandler };
@@ -138,6 +152,15 @@ export function installSmtpServerAdapter(): void {
       return callback();
     }
     return originalAuth.call(this, command, callback);
+  };
+  const originalRejectInvalidParams = proto._rejectInvalidParams;
+  proto._rejectInvalidParams = function rejectInvalidParams(this: ConnectionInternals, parsed, keys, callback) {
+    // smtp-server's own checks first (a duplicate or value-less parameter: 501), then ours
+    if (originalRejectInvalidParams.call(this, parsed, keys, callback)) return true;
+    if (!parsed.unsupportedParam) return false;
+    this.send.call(this as unknown as InstanceType<typeof SMTPConnection>, 555, `5.5.4 Unsupported option: ${parsed.unsupportedParam}`);
+    callback();
+    return true;
   };
   const protoCommands = SMTPConnection.prototype as unknown as { _onCommand(this: HoldingConnection, command: Buffer, callback?: () => void): void };
   const originalOnCommand = protoCommands._onCommand;
@@ -188,6 +211,7 @@ export function installSmtpServerAdapter(): void {
     if (code === 250 && Array.isArray(data) && !self.secure && !self._server.options.allowInsecureAuth) {
       data = (data as unknown[]).filter((line, i) => i === 0 || typeof line !== 'string' || !/^AUTH\b/i.test(line));
     }
+    if (code === 250 && Array.isArray(data)) data = (data as unknown[]).filter((line, i) => i === 0 || line !== 'REQUIRETLS');
     const useEnhanced = (this as unknown as { _useEnhancedStatusCodes(): boolean })._useEnhancedStatusCodes();
     if (typeof data === 'string') {
       const m = LEADING_CODE.exec(data);

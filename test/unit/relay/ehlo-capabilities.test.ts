@@ -18,8 +18,13 @@ describe('parseEhloCapabilities', () => {
       startTls: true,
       enhancedStatusCodes: true,
       authMechanisms: ['PLAIN', 'LOGIN'],
+      xforwardAttributes: [],
       keywords: ['PIPELINING', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'DSN', 'AUTH', 'STARTTLS', 'SIZE', 'CHUNKING'],
     });
+  });
+
+  it("reads the attributes of Postfix's XFORWARD, upper case and once each", () => {
+    expect(parseEhloCapabilities(reply(['mx', 'XFORWARD NAME ADDR proto HELO SOURCE PORT IDENT ADDR'])).xforwardAttributes).toEqual(['NAME', 'ADDR', 'PROTO', 'HELO', 'SOURCE', 'PORT', 'IDENT']);
   });
 
   it('ignores the greeting line, even when it looks like a keyword', () => {
