@@ -50,8 +50,12 @@ export type NextHopPool = {
    * 'dirty': a transaction may be open — RSET first, kept only on 250. Never rejects.
    */
   release(connection: NextHopConnection, state: 'clean' | 'dirty'): Promise<void>;
-  /** QUIT to every idle connection; connections released later are closed, not kept. */
-  closeAll(): Promise<void>;
+  /**
+   * QUIT to every idle connection, and waits for the goodbyes (at most `graceMs`, then the connections still saying
+   * goodbye are closed: a next hop that never answers QUIT must not hold a stop for next_hop_timeout). Connections
+   * released later are closed, not kept.
+   */
+  closeAll(graceMs?: number): Promise<void>;
   /**
    * Ends every connection in use at once (a stop whose drain time ran out): their commands fail as lost, so each
    * transaction answers its client and logs itself (ambiguous when past the final dot). How many were ended.
@@ -61,6 +65,9 @@ export type NextHopPool = {
 };
 
 type IdleEntry = { connection: NextHopConnection; timer: NodeJS.Timeout };
+
+/** How long closeAll() waits for the next hop's replies to QUIT before it closes the connections itself. */
+export const QUIT_GRACE_MS = 2000;
 
 export type NextHopPoolEvents = {
   /**
@@ -78,7 +85,8 @@ export function createNextHopPool(opts: NextHopOptions, limits: NextHopPoolLimit
   const idle: IdleEntry[] = [];
   const leased = new Set<NextHopConnection>();
   const watched = new WeakSet<NextHopConnection>();
-  const goodbyes = new Set<Promise<unknown>>();
+  /** QUITs under way, and the connection each one ends. */
+  const goodbyes = new Map<Promise<unknown>, NextHopConnection>();
   const counts = { created: 0, reused: 0, dropped: 0, expired: 0 };
   let closing = false;
 
@@ -104,7 +112,7 @@ export function createNextHopPool(opts: NextHopOptions, limits: NextHopPoolLimit
 
   function sayGoodbye(connection: NextHopConnection): void {
     const quitting = connection.quit().catch(() => connection.close());
-    goodbyes.add(quitting);
+    goodbyes.set(quitting, connection);
     void quitting.finally(() => goodbyes.delete(quitting));
   }
 
@@ -218,13 +226,20 @@ export function createNextHopPool(opts: NextHopOptions, limits: NextHopPoolLimit
     keepIdle(connection);
   }
 
-  async function closeAll(): Promise<void> {
+  async function closeAll(graceMs = QUIT_GRACE_MS): Promise<void> {
     closing = true;
     for (const entry of idle.splice(0)) {
       clearTimeout(entry.timer);
       sayGoodbye(entry.connection);
     }
-    await Promise.allSettled([...goodbyes]);
+    if (goodbyes.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([Promise.allSettled([...goodbyes.keys()]), graceOver]);
+    clearTimeout(timer);
+    // each QUIT still unanswered fails as lost once its connection is closed, so this wait is short
+    for (const connection of goodbyes.values()) connection.close();
+    await Promise.allSettled([...goodbyes.keys()]);
   }
 
   function abortInUse(): number {

@@ -246,8 +246,10 @@ export class ReplySocket {
     const socket = this.socket;
     if (this.failure === null && socket.writable) {
       socket.end(line + '\r\n');
-      // a peer that never closes its side must not keep the socket
-      setTimeout(() => socket.destroy(), this.timeoutMs).unref();
+      // a peer that never closes its side must not keep the socket; one that does frees it (and the timer) at once:
+      // a timer left to run would hold the closed socket for timeoutMs (minutes), once per refused connection
+      const timer = setTimeout(() => socket.destroy(), this.timeoutMs).unref();
+      socket.once('close', () => clearTimeout(timer));
       this.fail({ kind: 'lost', during: this.activity, detail: 'closed by us' }, false);
     } else {
       this.fail({ kind: 'lost', during: this.activity, detail: 'closed by us' });
