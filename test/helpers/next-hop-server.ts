@@ -2,7 +2,7 @@
 // and Postfix's smtp-sink when installed. Touches: loopback sockets, a temp dir for certificates, the smtp-sink child it starts.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { access, chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { access, chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -261,6 +261,15 @@ export async function createSelfSignedCertificate(commonName = 'localhost', subj
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** A self-signed certificate for localhost written into `dir` as key.pem (mode 0600) and cert.pem: a listener's tls files. */
+export async function writeSelfSignedCertificate(dir: string): Promise<{ key: string; cert: string }> {
+  const pair = await createSelfSignedCertificate('localhost');
+  const files = { key: join(dir, 'key.pem'), cert: join(dir, 'cert.pem') };
+  await writeFile(files.key, pair.key, { mode: 0o600 });
+  await writeFile(files.cert, pair.cert);
+  return files;
 }
 
 // ---- Postfix smtp-sink ---------------------------------------------------------------------------------

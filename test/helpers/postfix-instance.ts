@@ -12,6 +12,8 @@ import { promisify } from 'node:util';
 const execFileAsync = promisify(execFile);
 
 export const POSTFIX_PATH = '/usr/sbin/postfix';
+/** Debian's stock master.cf: the starting point of every test instance's master.cf. */
+const STOCK_MASTER_CF = '/usr/share/postfix/master.cf.dist';
 const STOP_DEADLINE_MS = 10_000;
 
 /** One message in Postfix's queue, as `postqueue -j` prints it. */
@@ -201,4 +203,21 @@ function instanceProcesses(configDir: string): number[] {
     }
   }
   return pids;
+}
+
+/**
+ * Debian's stock master.cf with its smtp inet line rewritten by `rewriteSmtpLine` (a loopback test port, options),
+ * every service without chroot: a test instance has no jail set up.
+ */
+export async function stockMasterCf(rewriteSmtpLine: (text: string) => string): Promise<string> {
+  return rewriteSmtpLine(await readFile(STOCK_MASTER_CF, 'utf8'))
+    .split('\n')
+    .map((line) => {
+      if (!/^[^#\s]/.test(line)) return line;
+      const fields = line.split(/\s+/);
+      if (fields.length < 8) return line;
+      fields[4] = 'n';
+      return fields.join('  ');
+    })
+    .join('\n');
 }

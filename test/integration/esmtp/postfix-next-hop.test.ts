@@ -6,15 +6,13 @@
 // queue for postcat.
 // Touches: the Postfix processes it starts (ended by PID), temp dirs, loopback ports.
 
-import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crlf } from '../../helpers/dkim-test-kit.js';
 import { Harness, waitFor, type Gate } from '../../helpers/daemon-harness.js';
 import { freePort } from '../../helpers/next-hop-server.js';
-import { startPostfix, type PostfixInstance } from '../../helpers/postfix-instance.js';
+import { startPostfix, stockMasterCf, type PostfixInstance } from '../../helpers/postfix-instance.js';
 import { sendMail } from '../../helpers/raw-smtp-client.js';
 
-const STOCK_MASTER_CF = '/usr/share/postfix/master.cf.dist';
 
 const harness = new Harness();
 let gate: Gate;
@@ -22,19 +20,8 @@ let postfix: PostfixInstance;
 let counter = 0;
 
 /** Debian's stock master.cf with its smtpd on a loopback test port; no chroot. */
-async function masterCf(port: number): Promise<string> {
-  const stock = await readFile(STOCK_MASTER_CF, 'utf8');
-  return stock
-    .replace(/^smtp(\s+)inet.*$/m, `127.0.0.1:${port} inet n - n - - smtpd`)
-    .split('\n')
-    .map((line) => {
-      if (!/^[^#\s]/.test(line)) return line;
-      const fields = line.split(/\s+/);
-      if (fields.length < 8) return line;
-      fields[4] = 'n';
-      return fields.join('  ');
-    })
-    .join('\n');
+function masterCf(port: number): Promise<string> {
+  return stockMasterCf((text) => text.replace(/^smtp(\s+)inet.*$/m, `127.0.0.1:${port} inet n - n - - smtpd`));
 }
 
 beforeAll(async () => {

@@ -4,16 +4,14 @@
 // Postfix waiting until lmtp_data_done_timeout. Touches: the Postfix processes it starts (ended by PID), temp dirs,
 // loopback ports.
 
-import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../../src/config/defaults.js';
 import { crlf } from '../../helpers/dkim-test-kit.js';
 import { Harness, listener, waitFor, type Gate } from '../../helpers/daemon-harness.js';
 import { freePort } from '../../helpers/next-hop-server.js';
-import { startPostfix, type PostfixInstance } from '../../helpers/postfix-instance.js';
+import { startPostfix, stockMasterCf, type PostfixInstance } from '../../helpers/postfix-instance.js';
 import { sendMail } from '../../helpers/raw-smtp-client.js';
 
-const STOCK_MASTER_CF = '/usr/share/postfix/master.cf.dist';
 /** How long Postfix waits for our replies after the final dot: short, so a missing reply fails the test soon. */
 const DATA_DONE_TIMEOUT_S = 15;
 
@@ -24,19 +22,8 @@ let smtpdPort = 0;
 let counter = 0;
 
 /** Debian's stock master.cf, its smtpd on a loopback test port handing mail to dkimgate over LMTP; no chroot. */
-async function masterCf(gatePort: number): Promise<string> {
-  const stock = await readFile(STOCK_MASTER_CF, 'utf8');
-  return stock
-    .replace(/^smtp(\s+)inet.*$/m, `127.0.0.1:${smtpdPort} inet n - n - - smtpd\n  -o content_filter=lmtp:inet:[127.0.0.1]:${gatePort}`)
-    .split('\n')
-    .map((line) => {
-      if (!/^[^#\s]/.test(line)) return line;
-      const fields = line.split(/\s+/);
-      if (fields.length < 8) return line;
-      fields[4] = 'n';
-      return fields.join('  ');
-    })
-    .join('\n');
+function masterCf(gatePort: number): Promise<string> {
+  return stockMasterCf((text) => text.replace(/^smtp(\s+)inet.*$/m, `127.0.0.1:${smtpdPort} inet n - n - - smtpd\n  -o content_filter=lmtp:inet:[127.0.0.1]:${gatePort}`));
 }
 
 beforeAll(async () => {

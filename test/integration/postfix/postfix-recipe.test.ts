@@ -17,13 +17,12 @@ import { crlf, rsaKey, sign } from '../../helpers/dkim-test-kit.js';
 import { startDkimgate, waitFor, type LogLine, type RunningDkimgate } from '../../helpers/dkimgate-process.js';
 import { startDnsServer, type RunningDnsServer } from '../../helpers/dns-server.js';
 import { createSelfSignedCertificate, freePort, startNextHopServer, type RecordedMessage, type RunningNextHop } from '../../helpers/next-hop-server.js';
-import { startPostfix, type PostfixInstance } from '../../helpers/postfix-instance.js';
+import { startPostfix, stockMasterCf, type PostfixInstance } from '../../helpers/postfix-instance.js';
 import { runCli } from '../../helpers/run-cli.js';
 
 const execFileAsync = promisify(execFile);
 const RECIPE_DIR = fileURLToPath(new URL('../../../config/postfix/', import.meta.url));
 const DKIMPY_VERIFY = fileURLToPath(new URL('../../interop/peers/dkimpy-verify.py', import.meta.url));
-const STOCK_MASTER_CF = '/usr/share/postfix/master.cf.dist';
 const AUTHSERV = 'mx.test.example';
 const RELAY_HOST = '127.0.0.5';
 const OUTSIDE_CLIENT = '127.0.0.9';
@@ -53,20 +52,6 @@ function mainCfValue(text: string, name: string): string {
   return match[1]!.trim();
 }
 
-/** Debian's stock master.cf with the smtpd on a loopback test port, every service without chroot (the jail is not set up). */
-function stockMasterCf(text: string): string {
-  return text
-    .replace(/^smtp(\s+)inet/m, `127.0.0.1:${ports.smtpd}$1inet`)
-    .split('\n')
-    .map((line) => {
-      if (!/^[^#\s]/.test(line)) return line;
-      const fields = line.split(/\s+/);
-      if (fields.length < 8) return line;
-      fields[4] = 'n';
-      return fields.join('  ');
-    })
-    .join('\n');
-}
 
 async function writeGateConfig(): Promise<void> {
   const shipped = parseYaml(await readFile(join(RECIPE_DIR, 'dkimgate.yaml'), 'utf8')) as Record<string, unknown> & {
@@ -110,7 +95,7 @@ async function postfixConfig(): Promise<{ mainCf: string; masterCf: string; file
     await fragment('main.cf'),
   ].join('\n');
   const masterCf = [
-    stockMasterCf(await readFile(STOCK_MASTER_CF, 'utf8')),
+    await stockMasterCf((text) => text.replace(/^smtp(\s+)inet/m, `127.0.0.1:${ports.smtpd}$1inet`)),
     '# ---- config/postfix/master.cf',
     await fragment('master.cf'),
     '# ---- config/postfix/master-submission.cf',

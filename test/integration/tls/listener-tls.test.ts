@@ -3,14 +3,14 @@
 // (certificate), openssl (certificate, s_client children ended by PID).
 
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../../src/config/config.js';
 import { crlf } from '../../helpers/dkim-test-kit.js';
 import { Harness, listener, SIGN_DOMAIN, waitFor } from '../../helpers/daemon-harness.js';
-import { createSelfSignedCertificate } from '../../helpers/next-hop-server.js';
+import { writeSelfSignedCertificate } from '../../helpers/next-hop-server.js';
 import { RawClient, sendMail } from '../../helpers/raw-smtp-client.js';
 
 const harness = new Harness();
@@ -20,11 +20,7 @@ const files = { key: '', cert: '' };
 beforeAll(async () => {
   await harness.setup();
   dir = await mkdtemp(join(tmpdir(), 'dkimgate-tls-listener-'));
-  const pair = await createSelfSignedCertificate('localhost');
-  files.key = join(dir, 'key.pem');
-  files.cert = join(dir, 'cert.pem');
-  await writeFile(files.key, pair.key, { mode: 0o600 });
-  await writeFile(files.cert, pair.cert);
+  Object.assign(files, await writeSelfSignedCertificate(dir));
 });
 afterEach(() => harness.cleanup());
 afterAll(async () => {

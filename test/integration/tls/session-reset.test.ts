@@ -2,13 +2,13 @@
 // listener too: its next-hop connection is let go and SIGTERM's drain does not wait for it. Touches: loopback
 // sockets, a temp dir (certificate), openssl (certificate).
 
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { crlf } from '../../helpers/dkim-test-kit.js';
 import { Harness, listener, SIGN_DOMAIN } from '../../helpers/daemon-harness.js';
-import { createSelfSignedCertificate } from '../../helpers/next-hop-server.js';
+import { writeSelfSignedCertificate } from '../../helpers/next-hop-server.js';
 import { RawClient, transaction } from '../../helpers/raw-smtp-client.js';
 
 const harness = new Harness();
@@ -18,11 +18,7 @@ const files = { key: '', cert: '' };
 beforeAll(async () => {
   await harness.setup();
   dir = await mkdtemp(join(tmpdir(), 'dkimgate-tls-reset-'));
-  const pair = await createSelfSignedCertificate('localhost');
-  files.key = join(dir, 'key.pem');
-  files.cert = join(dir, 'cert.pem');
-  await writeFile(files.key, pair.key, { mode: 0o600 });
-  await writeFile(files.cert, pair.cert);
+  Object.assign(files, await writeSelfSignedCertificate(dir));
 });
 afterEach(() => harness.cleanup());
 afterAll(async () => {
